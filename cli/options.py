@@ -1,0 +1,86 @@
+"""Click option types and the shared set of options that describe one convolution."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import click
+
+from ..errors import InvalidSpecError
+from ..spec import DATA_FORMATS, DTYPES, DepthwiseSpec
+from ..workloads import WORKLOADS, workload
+
+
+class IntList(click.ParamType):
+    """Comma-separated integers: ``1,56,56,144``."""
+
+    name = "INTS"
+
+    def convert(self, value: Any, param, ctx) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            return tuple(int(part) for part in str(value).replace("x", ",").split(",") if part.strip())
+        except ValueError:
+            self.fail(f"expected comma-separated integers such as 1,56,56,144, got {value!r}", param, ctx)
+
+
+class Padding(click.ParamType):
+    """``SAME``, ``VALID`` or four numbers ``top,bottom,left,right``."""
+
+    name = "PADDING"
+
+    def convert(self, value: Any, param, ctx):
+        if not isinstance(value, str):
+            return value
+        if value.upper() in ("SAME", "VALID"):
+            return value.upper()
+        try:
+            amounts = [int(part) for part in value.split(",")]
+        except ValueError:
+            amounts = []
+        if len(amounts) != 4:
+            self.fail(f"expected SAME, VALID or four numbers top,bottom,left,right, got {value!r}", param, ctx)
+        return amounts
+
+
+def spec_options(command: Callable) -> Callable:
+    """Add the options that describe a convolution; the command receives ``spec``."""
+    options = [
+        click.option("--workload", "workload_name", metavar="NAME",
+                     help=f"A named workload instead of the shape options, e.g. mbv2-56x56x144-s1 "
+                          f"(one of: {', '.join(WORKLOADS)})."),
+        click.option("--input-shape", type=IntList(),
+                     help="Input shape in the data format's order, e.g. 1,56,56,144 (NHWC) or 1,144,56,56 (NCHW)."),
+        click.option("--filter-shape", type=IntList(),
+                     help="Filter shape [height, width, in_channels, multiplier], e.g. 3,3,144,1."),
+        click.option("--strides", type=IntList(), default="1,1", show_default=True,
+                     help="Row,col strides (e.g. 2,2), or TF's four numbers in the layout (1,2,2,1 for NHWC)."),
+        click.option("--padding", type=Padding(), default="SAME", show_default=True,
+                     help="SAME, VALID, or explicit amounts top,bottom,left,right, e.g. 1,1,1,1."),
+        click.option("--dilations", type=IntList(), default="1,1", show_default=True,
+                     help="Row,col dilations for atrous convolution (e.g. 2,2); strides must then be 1."),
+        click.option("--data-format", type=click.Choice(DATA_FORMATS), default="NHWC", show_default=True,
+                     help="Layout of input and output: NHWC (TF's default) or NCHW."),
+        click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
+                     help="Element type of input, filter and output."),
+    ]
+
+    @functools.wraps(command)
+    def wrapper(*args, workload_name, input_shape, filter_shape, strides, padding, dilations,
+                data_format, dtype, **kwargs):
+        if workload_name:
+            spec = workload(workload_name)
+        elif input_shape is None or filter_shape is None:
+            raise InvalidSpecError(
+                "input shape: give --input-shape and --filter-shape (e.g. --input-shape 1,56,56,144 "
+                "--filter-shape 3,3,144,1), or --workload NAME")
+        else:
+            spec = DepthwiseSpec.create(input_shape, filter_shape, strides, padding, data_format,
+                                        dilations, dtype)
+        return command(*args, spec=spec, **kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper

@@ -1,0 +1,21 @@
+"""``dwc targets``: the named targets and what ``host`` resolves to."""
+
+from __future__ import annotations
+
+import click
+
+from ..targets import resolve_target, target_names
+
+
+@click.command("targets")
+def command() -> None:
+    """List the named targets, with the TVM target each compiles for.
+
+    \b
+    Example:
+      dwc targets
+    """
+    for name in target_names():
+        target = resolve_target(name)
+        click.echo(f"{name:14s} {target.description}")
+        click.echo(f"{'':14s}   family {target.family}, tvm target {target.tvm_target}")

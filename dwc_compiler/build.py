@@ -1,0 +1,66 @@
+"""The build pipeline: spec -> PrimFunc -> schedule -> tvm.compile -> Kernel."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from .errors import InvalidSpecError
+from .spec import DepthwiseSpec
+from .targets import TargetInfo, resolve_target
+
+logger = logging.getLogger(__name__)
+
+_emulated_modules_dir: Path | None = None
+
+
+def as_target(target: str | TargetInfo) -> TargetInfo:
+    """`target` resolved: a name (``"host"``, ``"x86-avx512"``, ...) or a TargetInfo as it is."""
+    return target if isinstance(target, TargetInfo) else resolve_target(target)
+
+
+def build(spec: DepthwiseSpec, target: str | TargetInfo = "host"):
+    """Compile `spec` for `target` and return a callable :class:`~dwc_compiler.kernel.Kernel`.
+
+    The target family's hand schedule is used (falling back to the generic schedule where it
+    cannot handle the spec); ``kernel.schedule`` says which.
+
+    Raises:
+        InvalidSpecError: `spec` is not a DepthwiseSpec.
+        UnknownTargetError: `target` is not a named target.
+        BuildError: TVM failed to compile or link.
+        MissingToolError: the target's cross compiler (or qemu, to run it here) is missing.
+    """
+    from .kernel import Kernel
+    from .schedules import hand_schedule
+    from .toolchain import compile_module
+
+    if not isinstance(spec, DepthwiseSpec):
+        raise InvalidSpecError(f"spec: expected a DepthwiseSpec, got {type(spec).__name__}")
+    info = as_target(target)
+    schedule, schedule_name = hand_schedule(spec, info)
+    executable = compile_module(schedule.mod, info)
+    logger.info("built %s for %s with %s", spec.describe(), info.name, schedule_name)
+    if info.family == "cuda":
+        from .cuda_runtime import kernel_from_executable
+
+        return kernel_from_executable(spec, info, schedule_name, executable)
+    if info.runs_natively:
+        return Kernel(spec, info, schedule_name, module=executable.jit(), executable=executable)
+    return _emulated_kernel(spec, info, schedule_name, executable)
+
+
+def _emulated_kernel(spec: DepthwiseSpec, info: TargetInfo, schedule_name: str, executable):
+    """A kernel for a foreign CPU: linked with the cross compiler and run under qemu-user."""
+    from .emulation import emulated_runner
+    from .kernel import Kernel
+    from .toolchain import export_library
+
+    global _emulated_modules_dir
+    if _emulated_modules_dir is None:
+        _emulated_modules_dir = Path(tempfile.mkdtemp(prefix="dwc-emulated-"))
+    library = _emulated_modules_dir / f"{spec.workload_key}-{info.name}.so"
+    export_library(executable, library, info)
+    return Kernel(spec, info, schedule_name, executable=executable, library_path=library,
+                  runner=emulated_runner(library, spec, info))

@@ -1,0 +1,171 @@
+"""Running kernels for a foreign CPU (aarch64 on an x86 host) under qemu-user.
+
+An aarch64 module cannot be loaded into this (x86) process. dwc runs it in a small C++ runner
+(``native/aarch64_runner.cc``) cross-compiled for aarch64 against the TVM runtime libraries of
+the aarch64 ``apache-tvm`` wheels, under ``qemu-aarch64``. The runtime libraries and the runner
+are prepared once per TVM version in dwc's cache directory (``$DWC_CACHE``, else
+``~/.cache/dwc``): the wheels are fetched with pip, the runner built with
+``aarch64-linux-gnu-g++``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import zipfile
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import DwcError, MissingToolError
+from .spec import DepthwiseSpec
+from .toolchain import require_tool
+
+logger = logging.getLogger(__name__)
+
+AARCH64_SYSROOT = Path("/usr/aarch64-linux-gnu")
+RUNTIME_LIBRARIES = {"tvm/lib/libtvm_runtime.so": "libtvm_runtime.so",
+                     "tvm_ffi/lib/libtvm_ffi.so": "libtvm_ffi.so"}
+RUNNER_NAME = "dwc-aarch64-runner"
+RUN_TIMEOUT_S = 600
+
+
+class EmulationError(DwcError):
+    """A module failed to run under qemu-user."""
+
+
+def cache_dir() -> Path:
+    """dwc's cache directory: ``$DWC_CACHE``, else ``$XDG_CACHE_HOME/dwc``, else ``~/.cache/dwc``."""
+    if os.environ.get("DWC_CACHE"):
+        return Path(os.environ["DWC_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dwc"
+
+
+def _runtime_dir() -> Path:
+    import tvm
+    import tvm_ffi
+
+    return cache_dir() / f"aarch64-runtime-tvm{tvm.__version__}-ffi{tvm_ffi.__version__}"
+
+
+def _fetch_runtime_libraries(destination: Path) -> None:
+    import tvm
+    import tvm_ffi
+
+    with tempfile.TemporaryDirectory(prefix="dwc-wheels-") as download:
+        command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                   "--implementation", "cp", "--python-version", f"{sys.version_info.major}.{sys.version_info.minor}",
+                   "--platform", "manylinux_2_28_aarch64", "-d", download,
+                   f"apache-tvm=={tvm.__version__}", f"apache-tvm-ffi=={tvm_ffi.__version__}"]
+        logger.warning("fetching the aarch64 TVM runtime (once): %s", " ".join(command[2:]))
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise MissingToolError(
+                "the aarch64 TVM runtime is not installed and could not be downloaded "
+                f"(pip said: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}); "
+                "run scripts/install-test-deps.sh on a machine with access to PyPI")
+        for wheel in Path(download).glob("*.whl"):
+            with zipfile.ZipFile(wheel) as archive:
+                for member, name in RUNTIME_LIBRARIES.items():
+                    if member in archive.namelist():
+                        (destination / name).write_bytes(archive.read(member))
+
+
+def _build_runner(destination: Path) -> None:
+    import tvm_ffi.libinfo
+
+    compiler = require_tool("aarch64-linux-gnu-g++")
+    source = Path(str(resources.files(__package__))) / "native" / "aarch64_runner.cc"
+    output = destination / f".{RUNNER_NAME}.partial"
+    command = [compiler, "-O2", "-std=c++17", str(source), "-o", str(output),
+               f"-I{tvm_ffi.libinfo.find_include_path()}", f"-I{tvm_ffi.libinfo.find_dlpack_include_path()}",
+               f"-L{destination}", "-ltvm_ffi", "-ldl", "-Wl,-rpath,$ORIGIN"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise EmulationError(f"could not build the aarch64 runner: {done.stderr.strip()[-2000:]}")
+    os.replace(output, destination / RUNNER_NAME)
+
+
+def ensure_aarch64_runtime() -> Path:
+    """The directory holding the aarch64 TVM runtime and dwc's runner, prepared if needed.
+
+    Raises:
+        MissingToolError: qemu-user, the aarch64 cross toolchain or sysroot is not installed,
+            or the runtime wheels cannot be fetched.
+    """
+    from filelock import FileLock
+
+    require_tool("qemu-aarch64")
+    if not (AARCH64_SYSROOT / "lib").is_dir():
+        raise MissingToolError("the aarch64 C library is not installed; install it with: "
+                               "apt-get install libc6-dev-arm64-cross")
+    directory = _runtime_dir()
+    wanted = [directory / name for name in (*RUNTIME_LIBRARIES.values(), RUNNER_NAME)]
+    if all(path.is_file() for path in wanted):
+        return directory
+    directory.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(directory / ".lock")):
+        if not all((directory / name).is_file() for name in RUNTIME_LIBRARIES.values()):
+            _fetch_runtime_libraries(directory)
+        if not (directory / RUNNER_NAME).is_file():
+            _build_runner(directory)
+    return directory
+
+
+def qemu_command(target, runtime: Path) -> list[str]:
+    """The qemu-user command line prefix that runs an aarch64 program for `target`."""
+    command = [require_tool("qemu-aarch64"), "-L", str(AARCH64_SYSROOT), "-E", f"LD_LIBRARY_PATH={runtime}"]
+    if target.qemu_cpu:
+        command += ["-cpu", target.qemu_cpu]
+    return command
+
+
+def _tensor_args(path: Path, array_shape: tuple[int, ...], dtype: np.dtype) -> list[str]:
+    return [str(path), str(dtype.itemsize * 8), str(len(array_shape)), *(str(size) for size in array_shape)]
+
+
+def run_emulated(library: Path, target, data: np.ndarray, weights: np.ndarray, out: np.ndarray,
+                 repeats: int = 1) -> list[float]:
+    """Run `library`'s main under qemu on `data` and `weights`, writing `out`.
+
+    Returns:
+        The time of each call inside the emulated process, in microseconds.
+
+    Raises:
+        EmulationError: the runner failed (its message is included).
+    """
+    if target.arch != "aarch64":
+        raise EmulationError(f"target {target.name}: no emulator for {target.arch} on {platform.machine()}")
+    runtime = ensure_aarch64_runtime()
+    with tempfile.TemporaryDirectory(prefix="dwc-qemu-") as work:
+        paths = [Path(work) / name for name in ("input.bin", "filter.bin", "output.bin")]
+        data.tofile(paths[0])
+        weights.tofile(paths[1])
+        command = qemu_command(target, runtime) + [str(runtime / RUNNER_NAME), str(library), str(repeats)]
+        for path, array in zip(paths, (data, weights, out)):
+            command += _tensor_args(path, array.shape, array.dtype)
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+        except subprocess.TimeoutExpired as exc:
+            raise EmulationError(f"{library.name} did not finish under qemu within {RUN_TIMEOUT_S} s") from exc
+        if done.returncode != 0:
+            raise EmulationError(f"{library.name} failed under qemu (exit {done.returncode}): "
+                                 f"{(done.stderr or done.stdout).strip()[-2000:]}")
+        out[...] = np.fromfile(paths[2], dtype=out.dtype).reshape(out.shape)
+    return [float(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("call_us ")]
+
+
+def emulated_runner(library: Path, spec: DepthwiseSpec, target) -> Callable[[np.ndarray, np.ndarray, np.ndarray], None]:
+    """A function ``(input, filter, out)`` that runs `library` under qemu-user, as Kernel calls it."""
+    ensure_aarch64_runtime()
+
+    def run(data: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
+        run_emulated(library, target, data, weights, out)
+
+    return run

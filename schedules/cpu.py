@@ -1,0 +1,148 @@
+"""What the x86 and ARM schedules share: the CPU loop structure of depthwise convolution.
+
+The x86 and ARM rules differ only in the numbers they pass here (vector lanes, how many vectors
+make a channel block, how many output columns or rows a register tile holds). The structure:
+
+NHWC: rows (parallel, fused with batch) -> channel blocks -> tiles of output columns; the
+tile's accumulators (columns x channel block) live in registers (a ``local`` buffer) while the
+filter window is walked, unrolled, with the channel vector innermost. Padding is inlined as a
+bounds test, so no padded copy of the input is made.
+
+NCHW: (batch, channel) planes in parallel -> tiles of rows -> vectors of output columns; each
+tile's accumulators (rows x vector) in registers, the window unrolled around them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..compute import BLOCK_CONV, BLOCK_EPILOGUE, BLOCK_PAD
+from ..spec import DepthwiseSpec
+
+# Beyond this many window taps the window's row loop stays a loop (code size, compile time).
+MAX_UNROLLED_TAPS = 25
+
+
+@dataclasses.dataclass(frozen=True)
+class CpuTiling:
+    """The free parameters of the CPU schedule.
+
+    Attributes:
+        vector_lanes: lanes of the innermost vectorized loop (channels for NHWC, columns for NCHW).
+        vectors_per_block: vectors per channel block (NHWC) or per column tile (NCHW).
+        register_tile: output columns (NHWC) or rows (NCHW) held in registers at once.
+    """
+
+    vector_lanes: int
+    vectors_per_block: int
+    register_tile: int
+
+    @property
+    def block(self) -> int:
+        """Elements along the vectorized axis handled per tile."""
+        return self.vector_lanes * self.vectors_per_block
+
+
+def largest_divisor_at_most(extent: int, limit: int) -> int:
+    """The largest power-of-two-or-not divisor of `extent` that is <= `limit`."""
+    return max(d for d in range(1, min(extent, limit) + 1) if extent % d == 0)
+
+
+def vector_lanes_for(extent: int, lanes: int) -> int:
+    """The widest power of two <= `lanes` that divides `extent` (1 when `extent` is odd)."""
+    width = lanes
+    while width > 1 and extent % width:
+        width //= 2
+    return width
+
+
+def register_tile_for(extent: int, preferred: int, smallest: int) -> int:
+    """A tile of `extent` near `preferred` that divides it, else the best divisor below."""
+    for tile in range(preferred, smallest - 1, -1):
+        if extent % tile == 0:
+            return tile
+    return largest_divisor_at_most(extent, preferred)
+
+
+def plan_tiling(spec: DepthwiseSpec, lanes: int, vectors_per_block: int, preferred_tile: int,
+                smallest_tile: int) -> CpuTiling:
+    """Tiling for `spec` with `lanes`-wide vectors, shrunk to divide the output exactly.
+
+    Exact division keeps every loop free of bounds predicates, which would stop vectorization.
+    """
+    if spec.data_format == "NHWC":
+        vector_extent, tile_extent = spec.out_channels, spec.out_width
+    else:
+        vector_extent, tile_extent = spec.out_width, spec.out_height
+    vector_lanes = vector_lanes_for(vector_extent, lanes)
+    vectors = largest_divisor_at_most(vector_extent // vector_lanes, vectors_per_block)
+    tile = register_tile_for(tile_extent, preferred_tile, smallest_tile)
+    return CpuTiling(vector_lanes, vectors, tile)
+
+
+def _unroll_window(sch, window_row, window_col, spec: DepthwiseSpec) -> None:
+    sch.unroll(window_col)
+    if spec.filter_height * spec.filter_width <= MAX_UNROLLED_TAPS:
+        sch.unroll(window_row)
+
+
+def schedule_nhwc(sch, spec: DepthwiseSpec, tiling: CpuTiling):
+    """Rows in parallel -> channel blocks -> column tiles; accumulators in registers."""
+    sch.compute_inline(sch.get_sblock(BLOCK_PAD))
+    conv, epilogue = sch.get_sblock(BLOCK_CONV), sch.get_sblock(BLOCK_EPILOGUE)
+
+    batch, row, col, channel = sch.get_loops(epilogue)
+    channel_block, channel_vector, channel_lane = sch.split(
+        channel, [None, tiling.vectors_per_block, tiling.vector_lanes])
+    col_tile, col_in_tile = sch.split(col, [None, tiling.register_tile])
+    sch.reorder(batch, row, channel_block, col_tile, col_in_tile, channel_vector, channel_lane)
+    sch.parallel(sch.fuse(batch, row))
+    sch.unroll(col_in_tile)
+    sch.unroll(channel_vector)
+    sch.vectorize(channel_lane)
+
+    sch.compute_at(conv, col_tile)
+    sch.set_scope(conv, 0, "local")
+    acc_col, acc_channel, window_row, window_col = sch.get_loops(conv)[-4:]
+    acc_vector, acc_lane = sch.split(acc_channel, [None, tiling.vector_lanes])
+    sch.reorder(window_row, window_col, acc_col, acc_vector, acc_lane)
+    sch.unroll(acc_col)
+    sch.unroll(acc_vector)
+    sch.vectorize(acc_lane)
+    _unroll_window(sch, window_row, window_col, spec)
+    sch.decompose_reduction(conv, window_row)
+    return sch
+
+
+def schedule_nchw(sch, spec: DepthwiseSpec, tiling: CpuTiling):
+    """Channel planes in parallel -> row tiles -> column vectors; accumulators in registers."""
+    sch.compute_inline(sch.get_sblock(BLOCK_PAD))
+    conv, epilogue = sch.get_sblock(BLOCK_CONV), sch.get_sblock(BLOCK_EPILOGUE)
+
+    batch, channel, row, col = sch.get_loops(epilogue)
+    row_tile, row_in_tile = sch.split(row, [None, tiling.register_tile])
+    col_block, col_vector, col_lane = sch.split(col, [None, tiling.vectors_per_block, tiling.vector_lanes])
+    sch.reorder(batch, channel, row_tile, col_block, row_in_tile, col_vector, col_lane)
+    sch.parallel(sch.fuse(batch, channel))
+    sch.unroll(row_in_tile)
+    sch.unroll(col_vector)
+    sch.vectorize(col_lane)
+
+    sch.compute_at(conv, col_block)
+    sch.set_scope(conv, 0, "local")
+    acc_row, acc_col, window_row, window_col = sch.get_loops(conv)[-4:]
+    acc_vector, acc_lane = sch.split(acc_col, [None, tiling.vector_lanes])
+    sch.reorder(window_row, window_col, acc_row, acc_vector, acc_lane)
+    sch.unroll(acc_row)
+    sch.unroll(acc_vector)
+    sch.vectorize(acc_lane)
+    _unroll_window(sch, window_row, window_col, spec)
+    sch.decompose_reduction(conv, window_row)
+    return sch
+
+
+def schedule_cpu(sch, spec: DepthwiseSpec, tiling: CpuTiling):
+    """The CPU schedule for `spec`'s layout with `tiling`."""
+    if spec.data_format == "NHWC":
+        return schedule_nhwc(sch, spec, tiling)
+    return schedule_nchw(sch, spec, tiling)

@@ -1,0 +1,174 @@
+"""Named targets: one folder each (``<name>/target.json``, ``<name>/records/``), plus ``host``.
+
+A target says what TVM compiles for (its target dict), which schedule family applies, the SIMD
+width the schedules vectorize to, which CPU features a machine needs to run its modules, and
+how to export (a cross compiler for foreign architectures). ``host`` is resolved here, at run
+time, to the running CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import platform
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..errors import UnknownTargetError
+
+HOST = "host"
+
+# x86 features an LLVM build for the host CPU may use: a host build requires those the
+# building machine has, so that its module is refused where they are missing.
+_X86_ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "bmi1", "bmi2", "movbe", "avx512f",
+                  "avx512bw", "avx512dq", "avx512vl", "avx512cd", "avx512_vnni", "avx512_bf16",
+                  "avx512vbmi", "avx512_vbmi2", "avx512ifma", "avx512_fp16")
+_ARM_ISA_FLAGS = ("asimd", "fphp", "asimdhp", "asimddp", "sve", "sve2", "i8mm", "bf16")
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetInfo:
+    """A resolved target.
+
+    Attributes:
+        name: the name users pass (``x86-avx512``, ``host``, ...).
+        description: one line for people.
+        family: the schedule family: ``x86``, ``arm`` or ``cuda``.
+        arch: ``x86_64``, ``aarch64`` or ``cuda``: where its modules run.
+        vector_bits: the CPU SIMD width the schedules vectorize to (0 for GPUs).
+        tvm_target: the TVM target dict.
+        required_cpu_flags: ``/proc/cpuinfo`` flags a CPU needs to run the modules.
+        cross_compiler: the compiler that links exported modules, when not the host's.
+        qemu_cpu: the CPU model qemu-user emulates for this target's modules.
+        resolved_from: for ``host``, the CPU it was resolved to.
+    """
+
+    name: str
+    description: str
+    family: str
+    arch: str
+    vector_bits: int
+    tvm_target: dict[str, Any]
+    required_cpu_flags: tuple[str, ...] = ()
+    cross_compiler: str | None = None
+    qemu_cpu: str | None = None
+    resolved_from: str | None = None
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def lanes(self, dtype: str) -> int:
+        """SIMD lanes of `dtype` in one vector register of this target."""
+        bits = {"float16": 16, "float32": 32, "float64": 64}[dtype]
+        return max(self.vector_bits // bits, 1)
+
+    def tvm(self):
+        """The ``tvm.target.Target``."""
+        import tvm
+
+        return tvm.target.Target(self.tvm_target)
+
+    @property
+    def runs_natively(self) -> bool:
+        """True when modules for this target run in this process on this machine."""
+        return self.arch == platform.machine()
+
+    @property
+    def records_dir(self) -> Path | None:
+        """The records shipped with dwc for this target, if it has a folder."""
+        folder = Path(str(resources.files(__name__))) / self.name / "records"
+        return folder if folder.parent.is_dir() else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description, as written into module manifests."""
+        return dataclasses.asdict(self)
+
+
+def physical_cores() -> int:
+    """Cores TVM's thread pool should use: physical cores where psutil knows, else logical."""
+    try:
+        import psutil
+
+        count = psutil.cpu_count(logical=False)
+    except ImportError:  # psutil is a dependency; this only guards odd installs
+        count = None
+    return int(count or os.cpu_count() or 1)
+
+
+@functools.lru_cache(maxsize=1)
+def host_cpu_flags() -> frozenset[str]:
+    """The running CPU's feature flags as ``/proc/cpuinfo`` names them (empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def _resolve_host() -> TargetInfo:
+    import tvm
+
+    machine = platform.machine()
+    flags = host_cpu_flags()
+    cpu = tvm.target.codegen.llvm_get_system_cpu()
+    if machine == "x86_64":
+        vector_bits = 512 if "avx512f" in flags else 256 if "avx2" in flags else 128
+        family, isa = "x86", _X86_ISA_FLAGS
+    elif machine == "aarch64":
+        vector_bits, family, isa = 128, "arm", _ARM_ISA_FLAGS
+    else:
+        raise UnknownTargetError(f"target: 'host' is not supported on {machine}; dwc runs on x86_64 and aarch64")
+    return TargetInfo(
+        name=HOST, description=f"this machine: {machine} {cpu}, {vector_bits}-bit vectors",
+        family=family, arch=machine, vector_bits=vector_bits,
+        tvm_target={"kind": "llvm", "mcpu": cpu, "num-cores": physical_cores()},
+        required_cpu_flags=tuple(sorted(flag for flag in isa if flag in flags)), resolved_from=cpu)
+
+
+def _load_named(name: str) -> TargetInfo:
+    path = Path(str(resources.files(__name__))) / name / "target.json"
+    data = json.loads(path.read_text())
+    tvm_target = dict(data.pop("tvm_target"))
+    if tvm_target.get("num-cores") == "auto":
+        tvm_target["num-cores"] = physical_cores()
+    known = {field.name for field in dataclasses.fields(TargetInfo)}
+    extra = {key: value for key, value in data.items() if key not in known}
+    fields = {key: value for key, value in data.items() if key in known}
+    fields["required_cpu_flags"] = tuple(fields.get("required_cpu_flags", ()))
+    return TargetInfo(name=name, tvm_target=tvm_target, extra=extra, **fields)
+
+
+def target_names() -> list[str]:
+    """Every named target, ``host`` first."""
+    root = Path(str(resources.files(__name__)))
+    named = sorted(entry.name for entry in root.iterdir() if (entry / "target.json").is_file())
+    return [HOST] + named
+
+
+@functools.lru_cache(maxsize=None)
+def resolve_target(name: str) -> TargetInfo:
+    """The target called `name`.
+
+    Raises:
+        UnknownTargetError: naming the accepted target names.
+    """
+    if not isinstance(name, str):
+        raise UnknownTargetError(f"target: expected a target name (one of {', '.join(target_names())}), got {name!r}")
+    if name == HOST:
+        return _resolve_host()
+    if name not in target_names():
+        raise UnknownTargetError(f"target: unknown target {name!r}; expected one of {', '.join(target_names())}")
+    return _load_named(name)
+
+
+def missing_cpu_flags(required: tuple[str, ...] | list[str], arch: str) -> list[str]:
+    """The flags in `required` that this machine's CPU lacks (all of them on another arch)."""
+    if arch != platform.machine():
+        return list(required)
+    flags = host_cpu_flags()
+    return [flag for flag in required if flag not in flags]
