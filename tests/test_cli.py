@@ -1,0 +1,86 @@
+"""The installed `dwc` console script, end to end, as a user runs it."""
+
+import shutil
+import subprocess
+
+import pytest
+
+
+
+def dwc(*args, cwd=None):
+    """Run the installed console script (the README's test command installs it)."""
+    executable = shutil.which("dwc")
+    assert executable, "the dwc console script is not on PATH: install the project (pip install -e .)"
+    return subprocess.run([executable, *args], capture_output=True, text=True, timeout=600, cwd=cwd)
+
+
+@pytest.mark.parametrize("layout_args", [
+    ["--input-shape", "1,20,20,32", "--filter-shape", "3,3,32,1"],
+    ["--data-format", "NCHW", "--input-shape", "1,16,15,15", "--filter-shape", "3,3,16,2",
+     "--strides", "2,2", "--padding", "1,1,1,1"],
+], ids=["NHWC", "NCHW"])
+def test_build_then_run(tmp_path, layout_args):
+    """`dwc build --target host ... -o k.so && dwc run k.so` builds, checks and times the module."""
+    built = dwc("build", "--target", "host", *layout_args, "-o", "k.so", cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    assert "schedule hand:" in built.stdout and (tmp_path / "k.so.json").is_file()
+    ran = dwc("run", "k.so", "--repeats", "20", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert "check    OK" in ran.stdout and "median" in ran.stdout
+
+
+def test_run_with_given_inputs(tmp_path):
+    """`dwc run --input --filter --save-output` uses the user's arrays and saves the output."""
+    import numpy as np
+
+    from dwc_compiler import DepthwiseSpec
+    from dwc_compiler.reference import reference_depthwise
+
+    assert dwc("build", "--workload", "mbv2-7x7x960-s1", "-o", "w.so", cwd=tmp_path).returncode == 0
+    spec = DepthwiseSpec.create((1, 7, 7, 960), (3, 3, 960, 1), 1, "SAME")
+    x = np.random.default_rng(3).standard_normal(spec.input_shape).astype(np.float32)
+    w = np.random.default_rng(4).standard_normal(spec.filter_shape).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "w.npy", w)
+    ran = dwc("run", "w.so", "--input", "x.npy", "--filter", "w.npy", "--save-output", "y.npy",
+              "--repeats", "5", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), reference_depthwise(spec, x, w), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("args, parameter", [
+    (["build", "--input-shape", "1,8,8,4", "--filter-shape", "3,3,5,1", "-o", "x.so"], "filter shape"),
+    (["build", "--input-shape", "1,8,8,4", "--filter-shape", "3,3,4,1", "--strides", "2,2",
+      "--dilations", "2,2", "-o", "x.so"], "dilations"),
+    (["build", "--input-shape", "1,8,8,4", "--filter-shape", "3,3,4,1", "--target", "vax", "-o", "x.so"], "target"),
+    (["build", "--workload", "nope", "-o", "x.so"], "workload"),
+    (["build", "--input-shape", "1,8,8,4", "-o", "x.so"], "input shape"),
+    (["run", "missing.so"], "MODULE"),
+])
+def test_errors_are_one_line_with_exit_code_2(tmp_path, args, parameter):
+    """Bad input exits with code 2 and one line naming the parameter: no stack trace."""
+    done = dwc(*args, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and parameter in done.stderr
+
+
+def test_run_refuses_a_module_without_manifest(tmp_path):
+    """`dwc run` on a library without its manifest says so (exit code 2)."""
+    (tmp_path / "bare.so").write_bytes(b"\x7fELF")
+    done = dwc("run", "bare.so", cwd=tmp_path)
+    assert done.returncode == 2 and "no manifest" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", [[], ["build"], ["run"], ["targets"]])
+def test_help_explains_with_examples(command):
+    """`--help` on every command shows an example."""
+    done = dwc(*command, "--help")
+    assert done.returncode == 0 and "Example" in done.stdout
+
+
+def test_targets_lists_host_resolution():
+    """`dwc targets` names every target and what host resolves to."""
+    done = dwc("targets")
+    assert done.returncode == 0
+    for name in ("host", "x86-avx2", "x86-avx512", "aarch64-neon"):
+        assert name in done.stdout

@@ -1,0 +1,106 @@
+"""Kernel calls on any array a user may pass: misaligned, non-contiguous, read-only, DLPack."""
+
+import numpy as np
+import pytest
+
+import dwc_compiler as dwc
+from dwc_compiler.reference import max_relative_error, reference_depthwise
+
+from helpers import random_inputs
+
+SPEC = dwc.DepthwiseSpec.create((1, 12, 12, 32), (3, 3, 32, 1), 1, "SAME")
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    return dwc.build(SPEC, "host")
+
+
+def _expected(data, weights):
+    return reference_depthwise(SPEC, data, weights)
+
+
+def _misaligned(array: np.ndarray, offset_elements: int = 1) -> np.ndarray:
+    backing = np.empty(array.size + offset_elements, array.dtype)
+    view = backing[offset_elements:].reshape(array.shape)
+    view[...] = array
+    return view
+
+
+@pytest.mark.parametrize("offset", [1, 2, 3, 5, 15])
+def test_misaligned_arrays_give_correct_results(kernel, offset):
+    """Arrays whose data is not 64-byte aligned (a view offset by some elements) run correctly."""
+    data, weights = random_inputs(SPEC)
+    shifted_data, shifted_weights = _misaligned(data, offset), _misaligned(weights, offset)
+    assert shifted_data.ctypes.data % 64 != 0
+    out = _misaligned(np.zeros(SPEC.output_shape, np.float32), offset)
+    result = kernel(shifted_data, shifted_weights, out=out)
+    assert result is out
+    assert max_relative_error(out, _expected(data, weights)) < 1e-5
+
+
+def test_non_contiguous_and_read_only_inputs(kernel):
+    """Transposed views, strided slices and read-only arrays are accepted."""
+    data, weights = random_inputs(SPEC)
+    nchw_backing = np.ascontiguousarray(data.transpose(0, 3, 1, 2))
+    transposed = nchw_backing.transpose(0, 2, 3, 1)
+    assert not transposed.flags.c_contiguous
+    strided = np.repeat(data, 2, axis=3)[..., ::2]
+    read_only = data.copy()
+    read_only.flags.writeable = False
+    expected = _expected(data, weights)
+    for argument in (transposed, strided, read_only):
+        assert max_relative_error(kernel(argument, weights), expected) < 1e-5
+
+
+def test_unaligned_byte_buffer(kernel):
+    """Data placed at an odd byte address (not even element-aligned) is copied, not crashed on."""
+    data, weights = random_inputs(SPEC)
+    raw = np.zeros(data.nbytes + 1, np.uint8)
+    raw[1:] = np.frombuffer(data.tobytes(), np.uint8)
+    odd = np.frombuffer(raw.data, dtype=np.float32, count=data.size, offset=1).reshape(data.shape)
+    assert not odd.flags.writeable or odd.ctypes.data % 4 != 0
+    assert max_relative_error(kernel(odd, weights), _expected(data, weights)) < 1e-5
+
+
+def test_dlpack_tensor(kernel):
+    """Anything speaking DLPack on the CPU is read without a copy."""
+    data, weights = random_inputs(SPEC)
+
+    class DlpackOnly:
+        def __init__(self, array):
+            self._array = array
+
+        def __dlpack__(self, **kwargs):
+            return self._array.__dlpack__(**kwargs)
+
+        def __dlpack_device__(self):
+            return self._array.__dlpack_device__()
+
+    assert max_relative_error(kernel(DlpackOnly(data), DlpackOnly(weights)), _expected(data, weights)) < 1e-5
+
+
+def test_wrong_shape_and_dtype_name_the_argument(kernel):
+    """A kernel refuses arrays of another shape or dtype with an InvalidArgumentError."""
+    data, weights = random_inputs(SPEC)
+    with pytest.raises(dwc.InvalidArgumentError, match="input: expected shape"):
+        kernel(data[:, :-1], weights)
+    with pytest.raises(dwc.InvalidArgumentError, match="filter: expected dtype float32"):
+        kernel(data, weights.astype(np.float64))
+    with pytest.raises(dwc.InvalidArgumentError, match="out:"):
+        kernel(data, weights, out=np.zeros((1, 1), np.float32))
+
+
+def test_api_caches_kernels_and_checks_dtypes():
+    """depthwise_conv2d compiles once per spec and target; mixed dtypes are refused."""
+    from dwc_compiler import api
+
+    data, weights = random_inputs(SPEC)
+    dwc.depthwise_conv2d(data, weights, [1, 1, 1, 1], "SAME")
+    cached = len(api._kernels)
+    dwc.depthwise_conv2d(data, weights, [1, 1, 1, 1], "SAME")
+    assert len(api._kernels) == cached
+    with pytest.raises(dwc.InvalidArgumentError, match="filter: dtype float64 differs"):
+        dwc.depthwise_conv2d(data, weights.astype(np.float64), [1, 1, 1, 1], "SAME")
+    with pytest.raises(dwc.InvalidSpecError, match="strides"):
+        dwc.depthwise_conv2d(data, weights, [1, 1, 1], "SAME")
