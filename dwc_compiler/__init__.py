@@ -10,16 +10,22 @@ TVM is imported only when something is compiled or loaded.
 
 from __future__ import annotations
 
-from ._version import __version__
+from .threads import configure_default_threads
+
+configure_default_threads()  # before anything imports TVM: see threads.py
+
+from ._version import __version__  # noqa: E402
 from .api import clear_kernel_cache, depthwise_conv2d
 from .build import build
 from .errors import (BuildError, CorruptRecordError, DwcError, IncompatibleModuleError,
                      InvalidArgumentError, InvalidSpecError, MissingToolError, UnknownTargetError)
+from .kernel import Kernel, empty_aligned  # noqa: E402
 from .manifest import load_kernel as load
-from .spec import DepthwiseSpec
+from .spec import DepthwiseSpec  # noqa: E402
+from .threads import get_num_threads, num_threads, set_num_threads  # noqa: E402
 
 __all__ = [
-    "__version__", "depthwise_conv2d", "clear_kernel_cache", "build", "load", "DepthwiseSpec",
+    "__version__", "depthwise_conv2d", "Kernel", "empty_aligned", "set_num_threads", "get_num_threads", "num_threads", "clear_kernel_cache", "build", "load", "DepthwiseSpec",
     "DwcError", "InvalidSpecError", "InvalidArgumentError", "UnknownTargetError",
     "IncompatibleModuleError", "BuildError", "MissingToolError", "CorruptRecordError",
 ]

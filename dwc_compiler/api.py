@@ -15,10 +15,14 @@ _kernels_lock = threading.Lock()
 
 
 def _hashable(value: Any) -> Any:
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return tuple(_hashable(v) for v in value)
-    if isinstance(value, np.integer):
-        return int(value)
+    """`value` as a hashable key part: lists become tuples (the common cases fast)."""
+    kind = type(value)
+    if kind is str or kind is int or value is None:
+        return value
+    if kind is list or kind is tuple:
+        return tuple(v if type(v) is int else _hashable(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return _hashable(value.tolist())
     return value
 
 
@@ -59,8 +63,7 @@ def depthwise_conv2d(input: Any, filter: Any, strides: Any, padding: Any,
     """
     input = _array_of(input, "input")
     filter = _array_of(filter, "filter")
-    input_dtype = getattr(input, "dtype", None)
-    key = (tuple(input.shape), str(input_dtype), tuple(filter.shape), str(getattr(filter, "dtype", None)),
+    key = (input.shape, getattr(input, "dtype", None), filter.shape, getattr(filter, "dtype", None),
            _hashable(strides), _hashable(padding), data_format, _hashable(dilations), target)
     kernel = _kernels.get(key)
     if kernel is None:

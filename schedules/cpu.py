@@ -29,13 +29,15 @@ class CpuTiling:
 
     Attributes:
         vector_lanes: lanes of the innermost vectorized loop (channels for NHWC, columns for NCHW).
-        vectors_per_block: vectors per channel block (NHWC) or per column tile (NCHW).
-        register_tile: output columns (NHWC) or rows (NCHW) held in registers at once.
+        vectors_per_block: vectors side by side along that axis in one register tile.
+        tile_rows: output rows in one register tile.
+        tile_cols: output columns in one register tile (NHWC only: NCHW's columns are the vectors).
     """
 
     vector_lanes: int
     vectors_per_block: int
-    register_tile: int
+    tile_rows: int
+    tile_cols: int = 1
 
     @property
     def block(self) -> int:
@@ -44,7 +46,7 @@ class CpuTiling:
 
 
 def largest_divisor_at_most(extent: int, limit: int) -> int:
-    """The largest power-of-two-or-not divisor of `extent` that is <= `limit`."""
+    """The largest divisor of `extent` that is <= `limit`."""
     return max(d for d in range(1, min(extent, limit) + 1) if extent % d == 0)
 
 
@@ -56,7 +58,7 @@ def vector_lanes_for(extent: int, lanes: int) -> int:
     return width
 
 
-def register_tile_for(extent: int, preferred: int, smallest: int) -> int:
+def tile_for(extent: int, preferred: int, smallest: int) -> int:
     """A tile of `extent` near `preferred` that divides it, else the best divisor below."""
     for tile in range(preferred, smallest - 1, -1):
         if extent % tile == 0:
@@ -64,20 +66,25 @@ def register_tile_for(extent: int, preferred: int, smallest: int) -> int:
     return largest_divisor_at_most(extent, preferred)
 
 
-def plan_tiling(spec: DepthwiseSpec, lanes: int, vectors_per_block: int, preferred_tile: int,
-                smallest_tile: int) -> CpuTiling:
-    """Tiling for `spec` with `lanes`-wide vectors, shrunk to divide the output exactly.
+def plan_tiling(spec: DepthwiseSpec, lanes: int, vectors_per_block: int,
+                tile_shapes: tuple[tuple[int, int], ...]) -> CpuTiling:
+    """Tiling for `spec` with `lanes`-wide vectors, every loop dividing the output exactly.
 
-    Exact division keeps every loop free of bounds predicates, which would stop vectorization.
+    `tile_shapes` lists register tiles ``(rows, cols)`` by preference; the first that divides
+    the output is taken (for NCHW only its rows count: columns are the vectors). Exact division
+    keeps loops free of bounds predicates, which would stop vectorization.
     """
-    if spec.data_format == "NHWC":
-        vector_extent, tile_extent = spec.out_channels, spec.out_width
-    else:
-        vector_extent, tile_extent = spec.out_width, spec.out_height
+    vector_extent = spec.out_channels if spec.data_format == "NHWC" else spec.out_width
     vector_lanes = vector_lanes_for(vector_extent, lanes)
     vectors = largest_divisor_at_most(vector_extent // vector_lanes, vectors_per_block)
-    tile = register_tile_for(tile_extent, preferred_tile, smallest_tile)
-    return CpuTiling(vector_lanes, vectors, tile)
+    if spec.data_format == "NCHW":
+        rows = largest_divisor_at_most(spec.out_height, max(r for r, _ in tile_shapes))
+        return CpuTiling(vector_lanes, vectors, rows, 1)
+    for rows, cols in tile_shapes:
+        if spec.out_height % rows == 0 and spec.out_width % cols == 0:
+            return CpuTiling(vector_lanes, vectors, rows, cols)
+    widest = max(cols for _, cols in tile_shapes)
+    return CpuTiling(vector_lanes, vectors, 1, tile_for(spec.out_width, widest, 1))
 
 
 def _unroll_window(sch, window_row, window_col, spec: DepthwiseSpec) -> None:
@@ -87,27 +94,29 @@ def _unroll_window(sch, window_row, window_col, spec: DepthwiseSpec) -> None:
 
 
 def schedule_nhwc(sch, spec: DepthwiseSpec, tiling: CpuTiling):
-    """Rows in parallel -> channel blocks -> column tiles; accumulators in registers."""
+    """Row tiles in parallel -> channel blocks -> column tiles; accumulators in registers."""
     sch.compute_inline(sch.get_sblock(BLOCK_PAD))
     conv, epilogue = sch.get_sblock(BLOCK_CONV), sch.get_sblock(BLOCK_EPILOGUE)
 
     batch, row, col, channel = sch.get_loops(epilogue)
+    row_tile, row_in_tile = sch.split(row, [None, tiling.tile_rows])
     channel_block, channel_vector, channel_lane = sch.split(
         channel, [None, tiling.vectors_per_block, tiling.vector_lanes])
-    col_tile, col_in_tile = sch.split(col, [None, tiling.register_tile])
-    sch.reorder(batch, row, channel_block, col_tile, col_in_tile, channel_vector, channel_lane)
-    sch.parallel(sch.fuse(batch, row))
-    sch.unroll(col_in_tile)
-    sch.unroll(channel_vector)
+    col_tile, col_in_tile = sch.split(col, [None, tiling.tile_cols])
+    sch.reorder(batch, row_tile, channel_block, col_tile, row_in_tile, col_in_tile, channel_vector,
+                channel_lane)
+    sch.parallel(sch.fuse(batch, row_tile))
+    for loop in (row_in_tile, col_in_tile, channel_vector):
+        sch.unroll(loop)
     sch.vectorize(channel_lane)
 
-    sch.compute_at(conv, col_tile)
+    sch.compute_at(conv, col_tile, preserve_unit_loops=True)
     sch.set_scope(conv, 0, "local")
-    acc_col, acc_channel, window_row, window_col = sch.get_loops(conv)[-4:]
+    acc_row, acc_col, acc_channel, window_row, window_col = sch.get_loops(conv)[-5:]
     acc_vector, acc_lane = sch.split(acc_channel, [None, tiling.vector_lanes])
-    sch.reorder(window_row, window_col, acc_col, acc_vector, acc_lane)
-    sch.unroll(acc_col)
-    sch.unroll(acc_vector)
+    sch.reorder(window_row, window_col, acc_row, acc_col, acc_vector, acc_lane)
+    for loop in (acc_row, acc_col, acc_vector):
+        sch.unroll(loop)
     sch.vectorize(acc_lane)
     _unroll_window(sch, window_row, window_col, spec)
     sch.decompose_reduction(conv, window_row)
@@ -120,7 +129,7 @@ def schedule_nchw(sch, spec: DepthwiseSpec, tiling: CpuTiling):
     conv, epilogue = sch.get_sblock(BLOCK_CONV), sch.get_sblock(BLOCK_EPILOGUE)
 
     batch, channel, row, col = sch.get_loops(epilogue)
-    row_tile, row_in_tile = sch.split(row, [None, tiling.register_tile])
+    row_tile, row_in_tile = sch.split(row, [None, tiling.tile_rows])
     col_block, col_vector, col_lane = sch.split(col, [None, tiling.vectors_per_block, tiling.vector_lanes])
     sch.reorder(batch, channel, row_tile, col_block, row_in_tile, col_vector, col_lane)
     sch.parallel(sch.fuse(batch, channel))
@@ -128,7 +137,7 @@ def schedule_nchw(sch, spec: DepthwiseSpec, tiling: CpuTiling):
     sch.unroll(col_vector)
     sch.vectorize(col_lane)
 
-    sch.compute_at(conv, col_block)
+    sch.compute_at(conv, col_block, preserve_unit_loops=True)
     sch.set_scope(conv, 0, "local")
     acc_row, acc_col, window_row, window_col = sch.get_loops(conv)[-4:]
     acc_vector, acc_lane = sch.split(acc_col, [None, tiling.vector_lanes])

@@ -1,10 +1,13 @@
 """x86 (AVX2 / AVX-512) schedule rule for depthwise convolution.
 
-The story: one vector of channels (8 float32 lanes on AVX2, 16 on AVX-512) by a tile of up to
-7 output columns is the register tile: 7 accumulators plus an input and a filter vector fit
-AVX2's 16 registers, and a probe on AVX-512 found 4-7 columns 1.5x faster than 14-16 (register
-pressure) and wider channel blocks 1.3-1.9x slower. NCHW vectorizes along output columns
-instead, with 4 rows per register tile.
+The story: a register tile is one vector of channels (8 float32 lanes on AVX2, 16 on
+AVX-512) by a small block of output pixels; the filter window is unrolled around it, so every
+input vector loaded feeds several accumulators. Measured on the MobileNetV2 layers (one
+thread, AVX-512, benchmarks/results/tiling-sweep-*.json): 2 rows x 4 columns is best or within
+5% on the large 3x3 layers, where two output rows share two of their three input rows; 2x2 on
+14x14 outputs; a single row of 7 columns on 7x7 outputs. A 5x5 window or a dilation shares fewer
+inputs between rows and prefers one row of 4-7 columns. Wider channel blocks (2 vectors) were
+never better. NCHW vectorizes along output columns instead, with 4 rows per register tile.
 """
 
 from __future__ import annotations
@@ -15,13 +18,18 @@ from .cpu import CpuTiling, plan_tiling, schedule_cpu
 
 NAME = "hand:x86"
 
+SMALL_WINDOW_TILES = ((2, 4), (2, 2), (1, 7), (1, 4), (1, 8))
+LARGE_WINDOW_TILES = ((1, 4), (1, 7), (1, 8), (1, 5), (1, 6))
+NCHW_TILES = ((4, 1),)
+
 
 def default_tiling(spec: DepthwiseSpec, target) -> CpuTiling:
     """The hand-picked tiling for `spec` on the x86 `target`."""
     lanes = target.lanes(accumulator_dtype(spec))
-    if spec.data_format == "NHWC":
-        return plan_tiling(spec, lanes, vectors_per_block=1, preferred_tile=7, smallest_tile=4)
-    return plan_tiling(spec, lanes, vectors_per_block=1, preferred_tile=4, smallest_tile=2)
+    if spec.data_format == "NCHW":
+        return plan_tiling(spec, lanes, 1, NCHW_TILES)
+    small_window = spec.filter_height * spec.filter_width <= 9 and spec.dilations == (1, 1)
+    return plan_tiling(spec, lanes, 1, SMALL_WINDOW_TILES if small_window else LARGE_WINDOW_TILES)
 
 
 def schedule(sch, spec: DepthwiseSpec, target, tiling: CpuTiling | None = None):

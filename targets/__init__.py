@@ -11,13 +11,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 import platform
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ..errors import UnknownTargetError
+from ..threads import usable_cores
 
 HOST = "host"
 
@@ -85,15 +85,6 @@ class TargetInfo:
         return dataclasses.asdict(self)
 
 
-def physical_cores() -> int:
-    """Cores TVM's thread pool should use: physical cores where psutil knows, else logical."""
-    try:
-        import psutil
-
-        count = psutil.cpu_count(logical=False)
-    except ImportError:  # psutil is a dependency; this only guards odd installs
-        count = None
-    return int(count or os.cpu_count() or 1)
 
 
 @functools.lru_cache(maxsize=1)
@@ -126,7 +117,7 @@ def _resolve_host() -> TargetInfo:
     return TargetInfo(
         name=HOST, description=f"this machine: {machine} {cpu}, {vector_bits}-bit vectors",
         family=family, arch=machine, vector_bits=vector_bits,
-        tvm_target={"kind": "llvm", "mcpu": cpu, "num-cores": physical_cores()},
+        tvm_target={"kind": "llvm", "mcpu": cpu, "num-cores": usable_cores()},
         required_cpu_flags=tuple(sorted(flag for flag in isa if flag in flags)), resolved_from=cpu)
 
 
@@ -135,7 +126,7 @@ def _load_named(name: str) -> TargetInfo:
     data = json.loads(path.read_text())
     tvm_target = dict(data.pop("tvm_target"))
     if tvm_target.get("num-cores") == "auto":
-        tvm_target["num-cores"] = physical_cores()
+        tvm_target["num-cores"] = usable_cores()
     known = {field.name for field in dataclasses.fields(TargetInfo)}
     extra = {key: value for key, value in data.items() if key not in known}
     fields = {key: value for key, value in data.items() if key in known}

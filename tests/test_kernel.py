@@ -104,3 +104,19 @@ def test_api_caches_kernels_and_checks_dtypes():
         dwc.depthwise_conv2d(data, weights.astype(np.float64), [1, 1, 1, 1], "SAME")
     with pytest.raises(dwc.InvalidSpecError, match="strides"):
         dwc.depthwise_conv2d(data, weights, [1, 1, 1], "SAME")
+
+
+def test_results_never_alias_arrays_the_caller_still_holds(kernel):
+    """Output buffers are reused only once the caller dropped every array and view of them."""
+    data, weights = random_inputs(SPEC)
+    first = kernel(data, weights)
+    second = kernel(data, weights)
+    assert not np.shares_memory(first, second)
+    view = second[0, 1:]
+    del second
+    third = kernel(data, weights)
+    assert not np.shares_memory(view, third)
+    expected = _expected(data, weights)
+    for result in (first, third):
+        assert max_relative_error(result, expected) < 1e-5
+    assert max_relative_error(view, expected[0, 1:]) < 1e-5
