@@ -1,0 +1,89 @@
+"""The schedules checked on the IR and code they produce, without timing (as TVM's dlight tests do)."""
+
+import re
+
+import pytest
+
+import dwc_compiler as dwc
+from dwc_compiler.schedules import hand_schedule
+from dwc_compiler.targets import resolve_target
+
+
+def loops_of(spec, target_name):
+    """(kind, extent) of every loop in the scheduled PrimFunc, outermost first."""
+    import tvm
+    import tvm_ffi
+
+    schedule, name = hand_schedule(spec, resolve_target(target_name))
+    found = []
+    tvm_ffi.structural_walk(schedule.mod["main"], ((tvm.tirx.For, lambda loop: found.append(loop)),),
+                            order="pre")
+    return name, [(int(loop.kind), int(loop.extent)) for loop in found]
+
+
+def kinds():
+    import tvm
+
+    return tvm.tirx.ForKind
+
+
+@pytest.mark.parametrize("target_name, lanes, family", [
+    ("x86-avx512", 16, "x86"), ("x86-avx2", 8, "x86"), ("aarch64-neon", 4, "arm")])
+@pytest.mark.parametrize("workload", ["mbv2-56x56x144-s1", "mbv2-14x14x576-s2", "mbv2-112x112x32-s1"])
+def test_nhwc_channel_loop_vectorized_at_target_width(target_name, lanes, family, workload):
+    """NHWC: channels are vectorized at the target's float32 lane count; the outer loop is parallel."""
+    from dwc_compiler.workloads import workload as named
+
+    name, loops = loops_of(named(workload), target_name)
+    assert name == f"hand:{family}"
+    vector_extents = {extent for kind, extent in loops if kind == kinds().VECTORIZED}
+    assert vector_extents == {lanes}
+    assert loops[0][0] == kinds().PARALLEL
+
+
+def test_nchw_vectorizes_columns_and_parallel_planes():
+    """NCHW: output columns are vectorized (the contiguous axis), channel planes run in parallel."""
+    spec = dwc.DepthwiseSpec.create((1, 64, 32, 32), (3, 3, 64, 1), 1, "SAME", "NCHW")
+    name, loops = loops_of(spec, "x86-avx512")
+    assert name == "hand:x86"
+    assert {extent for kind, extent in loops if kind == kinds().VECTORIZED} == {16}
+    assert loops[0] == (kinds().PARALLEL, 64)
+
+
+def test_float16_accumulates_in_float32_lanes():
+    """float16 sums are kept in float32 registers: the vector width is float32's."""
+    spec = dwc.DepthwiseSpec.create((1, 14, 14, 64), (3, 3, 64, 1), 1, "SAME", dtype="float16")
+    _, loops = loops_of(spec, "x86-avx512")
+    assert {extent for kind, extent in loops if kind == kinds().VECTORIZED} == {16}
+
+
+def test_odd_channel_counts_still_schedule():
+    """Channels that no vector width divides fall back to narrower vectors, not to failure."""
+    spec = dwc.DepthwiseSpec.create((1, 9, 9, 24), (3, 3, 24, 1), 1, "SAME")
+    name, loops = loops_of(spec, "x86-avx512")
+    assert name == "hand:x86"
+    assert {extent for kind, extent in loops if kind == kinds().VECTORIZED} == {8}
+
+
+def test_window_is_unrolled():
+    """The 3x3 filter window is unrolled around the register tile."""
+    from dwc_compiler.workloads import workload as named
+
+    _, loops = loops_of(named("mbv2-28x28x192-s1"), "x86-avx512")
+    assert sum(1 for kind, extent in loops if kind == kinds().UNROLLED and extent == 3) >= 2
+
+
+def test_avx512_code_uses_zmm_fma_and_avx2_ymm():
+    """LLVM emits 512-bit FMAs for x86-avx512 and 256-bit ones (no zmm) for x86-avx2."""
+    spec = dwc.DepthwiseSpec.create((1, 14, 14, 64), (3, 3, 64, 1), 1, "SAME")
+    avx512 = dwc.build(spec, "x86-avx512").inspect_source("asm")
+    avx2 = dwc.build(spec, "x86-avx2").inspect_source("asm")
+    assert re.search(r"vfmadd\d+ps\s+%zmm", avx512)
+    assert re.search(r"vfmadd\d+ps\s+%ymm", avx2) and "zmm" not in avx2
+
+
+def test_aarch64_code_uses_neon_fmla_on_4s_vectors():
+    """The aarch64 module's disassembly holds NEON fmla on .4s (4 x float32) vectors."""
+    spec = dwc.DepthwiseSpec.create((1, 14, 14, 64), (3, 3, 64, 1), 1, "SAME")
+    asm = dwc.build(spec, "aarch64-neon").inspect_source("asm")
+    assert re.search(r"fmla\s+v\d+\.4s", asm)
