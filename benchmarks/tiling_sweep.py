@@ -1,32 +1,64 @@
-import sys, statistics, numpy as np, itertools, json
+"""Time every register tile the x86 schedule can take on each workload (the kernel alone).
+
+usage: python benchmarks/tiling_sweep.py THREADS [WORKLOAD,WORKLOAD,...|all]
+
+Writes benchmarks/results/tiling-sweep-<THREADS>thread.json: per workload, the median time of
+each (vectors per channel block, tile rows, tile columns) that divides the output exactly.
+"""
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
 import dwc_compiler as dwc
-import tvm
 from dwc_compiler.compute import depthwise_prim_func
 from dwc_compiler.schedules.cpu import CpuTiling, schedule_cpu
 from dwc_compiler.targets import resolve_target
 from dwc_compiler.workloads import WORKLOADS
-dwc.set_num_threads(int(sys.argv[1]))
-t = resolve_target("host")
-names = sys.argv[2].split(",") if len(sys.argv) > 2 and sys.argv[2] != "all" else list(WORKLOADS)
-cands = [(1,1,7),(1,1,4),(1,1,8),(1,2,4),(1,2,2),(1,2,3),(1,2,7),(2,1,4),(2,1,7),(2,2,2),(1,4,2),(1,1,14),(1,3,4)]
-results = {}
-for name in names:
-    spec = WORKLOADS[name]
-    x = dwc.empty_aligned(spec.input_shape,'float32'); x[...] = np.random.rand(*spec.input_shape)
-    w = dwc.empty_aligned(spec.filter_shape,'float32'); w[...] = np.random.rand(*spec.filter_shape)
-    out = dwc.empty_aligned(spec.output_shape,'float32')
-    mods = {}
-    for v, r, c in cands:
-        if spec.out_height % r or spec.out_width % c or spec.out_channels % (16*v): continue
-        sch = schedule_cpu(tvm.s_tir.Schedule(depthwise_prim_func(spec)), spec, CpuTiling(16, v, r, c))
-        with tvm.transform.PassContext(opt_level=3):
-            mods[(v,r,c)] = tvm.compile(sch.mod, target=t.tvm()).jit()
-    times = {k: [] for k in mods}
-    for rnd in range(7):
-        for k, m in mods.items():
-            times[k].extend(m.time_evaluator("main", tvm.cpu(), number=20, repeat=3)(x, w, out).results)
-    med = {k: statistics.median(v)*1e6 for k, v in times.items()}
-    best = min(med, key=med.get)
-    print(f"{name:22s} best {best} {med[best]:.1f} | " + " ".join(f"{k}:{v:.1f}" for k, v in sorted(med.items(), key=lambda kv: kv[1])[:6]), flush=True)
-    results[name] = {str(k): v for k, v in med.items()}
-json.dump(results, open(f"/tmp/perf/sweep_{sys.argv[1]}.json","w"), indent=1)
+
+CANDIDATES = [(1, 1, 7), (1, 1, 4), (1, 1, 8), (1, 2, 4), (1, 2, 2), (1, 2, 3), (1, 2, 7), (2, 1, 4),
+              (2, 1, 7), (2, 2, 2), (1, 4, 2), (1, 1, 14), (1, 3, 4)]
+
+
+def main() -> None:
+    import tvm
+
+    threads = int(sys.argv[1])
+    dwc.set_num_threads(threads)
+    target = resolve_target("host")
+    lanes = target.lanes("float32")
+    names = list(WORKLOADS) if len(sys.argv) < 3 or sys.argv[2] == "all" else sys.argv[2].split(",")
+    results = {}
+    for name in names:
+        spec = WORKLOADS[name]
+        data = dwc.empty_aligned(spec.input_shape, "float32")
+        data[...] = np.random.default_rng(0).standard_normal(spec.input_shape)
+        weights = dwc.empty_aligned(spec.filter_shape, "float32")
+        weights[...] = np.random.default_rng(1).standard_normal(spec.filter_shape)
+        out = dwc.empty_aligned(spec.output_shape, "float32")
+        modules = {}
+        for vectors, rows, cols in CANDIDATES:
+            if spec.out_height % rows or spec.out_width % cols or spec.out_channels % (lanes * vectors):
+                continue
+            schedule = schedule_cpu(tvm.s_tir.Schedule(depthwise_prim_func(spec)), spec,
+                                    CpuTiling(lanes, vectors, rows, cols))
+            with tvm.transform.PassContext(opt_level=3):
+                modules[(vectors, rows, cols)] = tvm.compile(schedule.mod, target=target.tvm()).jit()
+        samples = {key: [] for key in modules}
+        for _ in range(7):  # interleaved rounds: the machine's slow spells hit every candidate
+            for key, module in modules.items():
+                samples[key] += module.time_evaluator("main", tvm.cpu(), number=20, repeat=3)(data, weights, out).results
+        medians = {key: statistics.median(values) * 1e6 for key, values in samples.items()}
+        best = min(medians, key=medians.get)
+        print(f"{name:22s} best {best} {medians[best]:.1f} us", flush=True)
+        results[name] = {str(key): value for key, value in medians.items()}
+    path = Path(__file__).parent / "results" / f"tiling-sweep-{threads}thread.json"
+    path.write_text(json.dumps({"machine": target.description, "medians_us": results}, indent=1) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -39,9 +39,9 @@ def cli(verbose: bool) -> None:
 
 
 def _register() -> None:
-    from . import build, run, targets
+    from . import bench, build, run, targets
 
-    for module in (build, run, targets):
+    for module in (build, run, targets, bench):
         cli.add_command(module.command)
 
 

@@ -1,0 +1,269 @@
+"""The CPU benchmark: check every implementation's output, then time dwc against the peers.
+
+Every (thread count, implementation) runs alone in its own worker process: in one process, the
+worker threads other libraries leave spinning slowed dwc's 2-thread runs by up to 1.6x, and
+TensorFlow fixes its thread pools at start. The passes repeat in turn (A B C ... A B C ...), so
+that the machine's slow and fast spells (up to 1.45x apart on one unchanged kernel here) fall on
+all alike. Each output is checked against the float64 reference before it is timed; medians are
+reported with the roofline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..reference import max_relative_error, reference_depthwise
+from ..workloads import MOBILENET_V2, workload
+from .peers import all_peers
+from .roofline import copy_bandwidth_gbytes_per_s, fma_peak_gflops
+
+CHECK_TOLERANCE = 1e-4  # float32 against float64: any correct implementation is far inside this
+PAUSE_BEFORE_BLOCK_S = 0.005
+
+
+def machine_info() -> dict[str, Any]:
+    """What this ran on: CPU model and features, cores, memory, software versions."""
+    import tvm
+
+    import dwc_compiler
+    from ..targets import host_cpu_flags
+
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    flags = host_cpu_flags()
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "cpu": model, "llvm_cpu": tvm.target.codegen.llvm_get_system_cpu(), "machine": platform.machine(),
+        "usable_cores": len(os.sched_getaffinity(0)), "memory_gib": round(memory_gib, 1),
+        "simd": [flag for flag in ("avx2", "fma", "avx512f", "avx512bw", "asimd") if flag in flags],
+        "os": platform.platform(), "python": platform.python_version(),
+        "dwc": dwc_compiler.__version__, "tvm": tvm.__version__,
+    }
+
+
+def _time_calls(run, calls: int) -> list[float]:
+    samples: list[float] = []
+    for _ in range(calls):
+        begin = time.perf_counter()
+        run()
+        samples.append((time.perf_counter() - begin) * 1e6)
+    return samples
+
+
+def _inputs(name: str, seed: int):
+    from ..kernel import empty_aligned
+
+    spec = workload(name)
+    rng = np.random.default_rng([seed, sum(map(ord, name))])
+    data = empty_aligned(spec.input_shape, "float32")
+    data[...] = rng.standard_normal(spec.input_shape)
+    weights = empty_aligned(spec.filter_shape, "float32")
+    weights[...] = rng.standard_normal(spec.filter_shape)
+    return spec, data, weights
+
+
+def measure_all(threads: int, workload_names: list[str], peer_names: list[str], rounds: int,
+                calls_per_round: int, seed: int = 0) -> dict[str, Any]:
+    """Check, then time every available implementation on each workload, in this process.
+
+    With several implementations they are timed in interleaved blocks of `calls_per_round`
+    calls, a pause before each block letting the previous library's worker threads stop spinning.
+    """
+    peers = [peer for peer in all_peers() if peer.name in peer_names]
+    report: dict[str, Any] = {"versions": {}, "workloads": {}}
+    available = []
+    for peer in peers:
+        reason = peer.unavailable()
+        report["versions"][peer.name] = f"unavailable: {reason}" if reason else peer.version()
+        if not reason:
+            available.append(peer)
+    for name in workload_names:
+        spec, data, weights = _inputs(name, seed)
+        expected = reference_depthwise(spec, data, weights)
+        entries: dict[str, Any] = {}
+        runs = {}
+        for peer in available:
+            try:
+                prepared = peer.prepare(spec, data, weights, threads)
+                error = max_relative_error(prepared.to_nhwc(prepared.run()), expected)
+            except Exception as exc:  # a peer that cannot run this layer is reported, not fatal
+                entries[peer.name] = {"status": f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"}
+                continue
+            if not error <= CHECK_TOLERANCE:
+                entries[peer.name] = {"status": f"wrong output: max relative error {error:.2e}"}
+                continue
+            for _ in range(10):
+                prepared.run()
+            entries[peer.name] = {"status": "ok", "max_relative_error": error, "samples_us": []}
+            runs[peer.name] = prepared.run
+        for _ in range(rounds):
+            for peer_name, run in runs.items():
+                time.sleep(PAUSE_BEFORE_BLOCK_S)
+                run()
+                entries[peer_name]["samples_us"] += _time_calls(run, calls_per_round)
+        report["workloads"][name] = entries
+    return report
+
+
+def measure_roofline(threads: int, workload_names: list[str]) -> dict[str, Any]:
+    """The FMA peak and, per workload, the copy bandwidth at its working-set size."""
+    return {"fma_peak_gflops": fma_peak_gflops(threads),
+            "copy_bandwidth_gbytes_per_s": {name: copy_bandwidth_gbytes_per_s(threads, workload(name).min_bytes_moved)
+                                            for name in workload_names}}
+
+
+def assemble(threads: int, workload_names: list[str], roofline: dict[str, Any],
+             passes: list[dict[str, Any]]) -> dict[str, Any]:
+    """One thread count's report from its passes: medians over all samples of all passes."""
+    versions: dict[str, str] = {}
+    for result in passes:
+        versions.update(result["versions"])
+    run: dict[str, Any] = {"threads": threads, "fma_peak_gflops": roofline["fma_peak_gflops"],
+                           "peers": versions, "workloads": {}}
+    for name in workload_names:
+        spec = workload(name)
+        bandwidth = roofline["copy_bandwidth_gbytes_per_s"][name]
+        flop_bound_us = spec.flops / roofline["fma_peak_gflops"] / 1e3
+        byte_bound_us = spec.min_bytes_moved / bandwidth / 1e3
+        bound_us = max(flop_bound_us, byte_bound_us)
+        entries: dict[str, Any] = {}
+        for peer in run["peers"]:
+            found = [p["workloads"][name][peer] for p in passes if peer in p["workloads"].get(name, {})]
+            if not found:
+                continue
+            failed = [entry["status"] for entry in found if entry["status"] != "ok"]
+            if failed:
+                entries[peer] = {"status": failed[0]}
+                continue
+            samples = [sample for entry in found for sample in entry["samples_us"]]
+            median_us = statistics.median(samples)
+            deciles = statistics.quantiles(samples, n=10)
+            entries[peer] = {
+                "status": "ok", "max_relative_error": max(entry["max_relative_error"] for entry in found),
+                "median_us": median_us, "p10_us": deciles[0], "p90_us": deciles[-1], "samples": len(samples),
+                "pass_medians_us": [statistics.median(entry["samples_us"]) for entry in found],
+                "gflops": spec.flops / median_us / 1e3, "gbytes_per_s": spec.min_bytes_moved / median_us / 1e3,
+                "roofline_fraction": bound_us / median_us}
+        run["workloads"][name] = {
+            "spec": spec.describe(), "flops": spec.flops, "bytes": spec.min_bytes_moved,
+            "copy_bandwidth_gbytes_per_s": bandwidth, "roofline_bound_us": bound_us,
+            "bound_by": "FMA" if flop_bound_us >= byte_bound_us else "bandwidth", "implementations": entries}
+    return run
+
+
+def summarize(report: dict[str, Any]) -> dict[str, Any]:
+    """Per thread count: dwc against the fastest peer per layer, and the MobileNetV2 geomean."""
+    summary: dict[str, Any] = {}
+    for run in report["runs"]:
+        layers = {}
+        for name, entry in run["workloads"].items():
+            timed = {peer: data["median_us"] for peer, data in entry["implementations"].items() if "median_us" in data}
+            if "dwc" not in timed:
+                continue
+            peers = {peer: us for peer, us in timed.items() if peer != "dwc"}
+            fastest = min(peers, key=peers.get) if peers else None
+            layers[name] = {
+                "dwc_us": timed["dwc"], "fastest_peer": fastest, "fastest_peer_us": peers.get(fastest),
+                "speedup_vs_fastest_peer": peers[fastest] / timed["dwc"] if fastest else None,
+                "dwc_roofline_fraction": entry["implementations"]["dwc"]["roofline_fraction"],
+                "bound_by": entry["bound_by"]}
+        speedups = [layers[name]["speedup_vs_fastest_peer"] for name in MOBILENET_V2
+                    if name in layers and layers[name]["speedup_vs_fastest_peer"]]
+        summary[str(run["threads"])] = {
+            "layers": layers,
+            "mobilenet_v2_geomean_speedup": math.exp(statistics.fmean(math.log(s) for s in speedups)) if speedups else None,
+            "mobilenet_v2_min_speedup": min(speedups) if speedups else None}
+    threads = sorted(int(t) for t in summary)
+    if len(threads) >= 2:
+        low, high = str(threads[0]), str(threads[-1])
+        summary["dwc_scaling"] = {name: summary[low]["layers"][name]["dwc_us"] / summary[high]["layers"][name]["dwc_us"]
+                                  for name in summary[low]["layers"] if name in summary[high]["layers"]}
+    return summary
+
+
+def _in_worker(task: dict[str, Any], pool_threads: int) -> Any:
+    with tempfile.TemporaryDirectory() as work:
+        result_path = Path(work) / "result.json"
+        task = dict(task, out=str(result_path))
+        # Each library's thread count is set through its own API. OMP_NUM_THREADS is left unset:
+        # with it set, dwc's 2-thread runs here were 1.3-2x slower (56x56x144: 61-66 us, not 46).
+        environment = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
+        environment.update(TVM_NUM_THREADS=str(pool_threads), TF_CPP_MIN_LOG_LEVEL="2")
+        done = subprocess.run([sys.executable, "-m", "dwc_compiler.benchmarking.harness", json.dumps(task)],
+                              env=environment, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"benchmark worker ({task['kind']}) failed:\n{done.stderr[-3000:]}")
+        return json.loads(result_path.read_text())
+
+
+def run_benchmark(workload_names: list[str], threads: list[int], peer_names: list[str] | None,
+                  output_dir: Path, passes: int = 2, rounds: int = 5, calls_per_round: int = 40, log=print) -> Path:
+    """Run the benchmark and write JSON, PNG and Markdown results into `output_dir`.
+
+    Returns:
+        The JSON file written.
+    """
+    from ..files import write_json_atomic
+    from .report import write_chart, write_markdown
+
+    names = [peer.name for peer in all_peers() if peer_names is None or peer.name in peer_names]
+    report: dict[str, Any] = {
+        "machine": machine_info(), "runs": [],
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "method": (f"each implementation alone in its own process (no other library's threads on the cores), "
+                   f"{passes} passes in turn (A B C ... A B C ...); per layer the output is checked, 10 warm-up "
+                   f"calls, then {rounds} rounds of {calls_per_round} timed whole calls; medians of all samples; inputs "
+                   "64-byte aligned and identical for all; roofline = max(FLOPs / measured FMA peak, bytes / "
+                   "measured copy bandwidth at the layer's working-set size)")}
+    for count in threads:
+        log(f"bench: {count} thread(s): roofline")
+        roofline = _in_worker({"kind": "roofline", "threads": count, "workloads": workload_names}, max(threads))
+        results = []
+        for number in range(passes):
+            for name in names:
+                log(f"bench: {count} thread(s): pass {number + 1}/{passes}: {name}")
+                results.append(_in_worker({"kind": "measure", "peers": [name], "threads": count,
+                                           "workloads": workload_names, "rounds": rounds,
+                                           "calls_per_round": calls_per_round}, max(threads)))
+        report["runs"].append(assemble(count, workload_names, roofline, results))
+    report["summary"] = summarize(report)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    json_path = output_dir / f"cpu-{stamp}.json"
+    write_json_atomic(json_path, report)
+    write_chart(report, output_dir / f"cpu-{stamp}.png")
+    write_markdown(report, output_dir / f"cpu-{stamp}.md")
+    return json_path
+
+
+def _worker(arguments: str) -> None:
+    task = json.loads(arguments)
+    if task["kind"] == "roofline":
+        result = measure_roofline(task["threads"], task["workloads"])
+    else:
+        result = measure_all(task["threads"], task["workloads"], task["peers"], task["rounds"],
+                             task["calls_per_round"])
+    Path(task["out"]).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1])
