@@ -40,12 +40,15 @@ def build(spec: DepthwiseSpec, target: str | TargetInfo = "host"):
         raise InvalidSpecError(f"spec: expected a DepthwiseSpec, got {type(spec).__name__}")
     info = as_target(target)
     schedule, schedule_name = hand_schedule(spec, info)
+    if info.family == "cuda":
+        from .cuda_runtime import building_for, kernel_from_executable
+
+        with building_for(info):
+            executable = compile_module(schedule.mod, info)
+        logger.info("built %s for %s with %s", spec.describe(), info.name, schedule_name)
+        return kernel_from_executable(spec, info, schedule_name, executable)
     executable = compile_module(schedule.mod, info)
     logger.info("built %s for %s with %s", spec.describe(), info.name, schedule_name)
-    if info.family == "cuda":
-        from .cuda_runtime import kernel_from_executable
-
-        return kernel_from_executable(spec, info, schedule_name, executable)
     if info.runs_natively:
         return Kernel(spec, info, schedule_name, module=executable.jit(), executable=executable)
     return _emulated_kernel(spec, info, schedule_name, executable)

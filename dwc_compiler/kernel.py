@@ -115,7 +115,8 @@ class Kernel:
 
     def __init__(self, spec: DepthwiseSpec, target, schedule: str, *, module=None,
                  executable=None, library_path: Path | None = None,
-                 runner: Callable[..., None] | None = None, record: dict | None = None) -> None:
+                 runner: Callable[..., None] | None = None, record: dict | None = None,
+                 device_caller: Callable[..., Any] | None = None) -> None:
         self.spec = spec
         self.target = target
         self.schedule = schedule
@@ -129,7 +130,9 @@ class Kernel:
         self._output_shape = tuple(spec.output_shape)
         self._spare_output: np.ndarray | None = None
         # Looked up once: a per-call lookup by name costs ~14 us (tvm-notes.md).
-        self._function = runner if runner is not None else module["main"]
+        self._function = runner if runner is not None else (module["main"] if module is not None else None)
+        # GPU kernels take device tensors as they are, and NumPy arrays through copies.
+        self._device_caller = device_caller
 
     def __repr__(self) -> str:
         return f"Kernel({self.spec.describe()}, target={self.target.name}, schedule={self.schedule})"
@@ -145,6 +148,8 @@ class Kernel:
         Raises:
             InvalidArgumentError: naming the argument whose shape or dtype is wrong.
         """
+        if self._device_caller is not None:
+            return self._device_caller(input, filter, out)
         data = prepare_array(input, self._input_shape, self._dtype, "input")
         weights = prepare_array(filter, self._filter_shape, self._dtype, "filter")
         if out is None:
@@ -215,6 +220,8 @@ class Kernel:
         Each sample is one call timed with ``perf_counter``; `warmup` calls come first, then at
         least `repeats` samples and at least `min_time_s` seconds of them.
         """
+        if self._device_caller is not None and self._module is not None:
+            return self._benchmark_on_device(repeats, seed)
         rng = np.random.default_rng(seed)
         data = empty_aligned(self._input_shape, self._dtype)
         data[...] = rng.standard_normal(self._input_shape)
@@ -232,3 +239,17 @@ class Kernel:
         return BenchmarkResult(median_us=statistics.median(samples), min_us=min(samples),
                                max_us=max(samples), repeats=len(samples), flops=self.spec.flops,
                                bytes_moved=self.spec.min_bytes_moved)
+
+    def _benchmark_on_device(self, repeats: int, seed: int) -> BenchmarkResult:
+        """GPU timing with TVM's time evaluator (device events): the kernel alone, on device tensors."""
+        import tvm
+
+        device = tvm.cuda(0)
+        rng = np.random.default_rng(seed)
+        data = tvm.runtime.tensor(rng.standard_normal(self._input_shape).astype(self._dtype), device)
+        weights = tvm.runtime.tensor(rng.standard_normal(self._filter_shape).astype(self._dtype), device)
+        out = tvm.runtime.empty(self._output_shape, self.spec.dtype, device)
+        evaluator = self._module.time_evaluator("main", device, number=20, repeat=repeats, min_repeat_ms=1)
+        samples = [seconds * 1e6 for seconds in evaluator(data, weights, out).results]
+        return BenchmarkResult(median_us=statistics.median(samples), min_us=min(samples), max_us=max(samples),
+                               repeats=len(samples), flops=self.spec.flops, bytes_moved=self.spec.min_bytes_moved)

@@ -114,11 +114,11 @@ def load_kernel(path: str | Path, expected_spec: DepthwiseSpec | None = None):
         raise IncompatibleModuleError(
             f"module: {library.name} does not match its manifest (the library changed after export); rebuild it")
     if target.family == "cuda":
-        from .cuda_runtime import load_cuda_module
+        from .cuda_runtime import CudaCaller, load_cuda_module
 
         module = load_cuda_module(library, target)
-        return Kernel(spec, target, manifest.get("schedule", "?"), module=module,
-                      library_path=library, record=manifest.get("record"))
+        return Kernel(spec, target, manifest.get("schedule", "?"), module=module, library_path=library,
+                      record=manifest.get("record"), device_caller=CudaCaller(module["main"], spec))
     if not target.runs_natively:
         return Kernel(spec, target, manifest.get("schedule", "?"), library_path=library,
                       runner=emulated_runner(library, spec, target), record=manifest.get("record"))

@@ -3,10 +3,10 @@
 The x86 and ARM rules differ only in the numbers they pass here (vector lanes, how many vectors
 make a channel block, how many output columns or rows a register tile holds). The structure:
 
-NHWC: rows (parallel, fused with batch) -> channel blocks -> tiles of output columns; the
-tile's accumulators (columns x channel block) live in registers (a ``local`` buffer) while the
-filter window is walked, unrolled, with the channel vector innermost. Padding is inlined as a
-bounds test, so no padded copy of the input is made.
+NHWC: row tiles (parallel, fused with batch) -> channel blocks -> tiles of output columns; the
+register tile's accumulators (rows x columns x channel block) live in registers (a ``local``
+buffer) while the filter window is walked, unrolled, with the channel vector innermost.
+Padding is inlined as a bounds test, so no padded copy of the input is made.
 
 NCHW: (batch, channel) planes in parallel -> tiles of rows -> vectors of output columns; each
 tile's accumulators (rows x vector) in registers, the window unrolled around them.
@@ -74,7 +74,7 @@ def plan_tiling(spec: DepthwiseSpec, lanes: int, vectors_per_block: int,
     the output is taken (for NCHW only its rows count: columns are the vectors). Exact division
     keeps loops free of bounds predicates, which would stop vectorization.
     """
-    vector_extent = spec.out_channels if spec.data_format == "NHWC" else spec.out_width
+    vector_extent = spec.in_channels if spec.data_format == "NHWC" else spec.out_width
     vector_lanes = vector_lanes_for(vector_extent, lanes)
     vectors = largest_divisor_at_most(vector_extent // vector_lanes, vectors_per_block)
     if spec.data_format == "NCHW":
@@ -93,29 +93,45 @@ def _unroll_window(sch, window_row, window_col, spec: DepthwiseSpec) -> None:
         sch.unroll(window_row)
 
 
+def _multiplier_major(sch, conv, multiplier: int) -> None:
+    """For channel multipliers > 1: make each multiplier's channels contiguous.
+
+    Output channel k = c * M + q reads input channel c. Vectors run over c for one q at a time,
+    so input loads stay contiguous; the filter is relaid once per call as [KH, KW, M, C] and
+    the register accumulators as [..., M, C], so taps and sums are contiguous vectors too. Only
+    the final store interleaves the multiples (mult2-28x28x96: 305 us -> 66 us, one thread).
+    """
+    filter_copy = sch.cache_read(conv, 1, "global")
+    sch.transform_layout(filter_copy, ("write", 0), lambda row, col, channel, multiple: (row, col, multiple, channel))
+    sch.transform_layout(conv, ("write", 0), lambda n, i, j, k: (n, i, j, k % multiplier, k // multiplier))
+
+
 def schedule_nhwc(sch, spec: DepthwiseSpec, tiling: CpuTiling):
     """Row tiles in parallel -> channel blocks -> column tiles; accumulators in registers."""
     sch.compute_inline(sch.get_sblock(BLOCK_PAD))
     conv, epilogue = sch.get_sblock(BLOCK_CONV), sch.get_sblock(BLOCK_EPILOGUE)
+    multiplier = spec.multiplier
+    if multiplier > 1:
+        _multiplier_major(sch, conv, multiplier)
 
     batch, row, col, channel = sch.get_loops(epilogue)
     row_tile, row_in_tile = sch.split(row, [None, tiling.tile_rows])
-    channel_block, channel_vector, channel_lane = sch.split(
-        channel, [None, tiling.vectors_per_block, tiling.vector_lanes])
+    channel_block, channel_vector, channel_lane, channel_multiple = sch.split(
+        channel, [None, tiling.vectors_per_block, tiling.vector_lanes, multiplier])
     col_tile, col_in_tile = sch.split(col, [None, tiling.tile_cols])
     sch.reorder(batch, row_tile, channel_block, col_tile, row_in_tile, col_in_tile, channel_vector,
-                channel_lane)
+                channel_multiple, channel_lane)
     sch.parallel(sch.fuse(batch, row_tile))
-    for loop in (row_in_tile, col_in_tile, channel_vector):
+    for loop in (row_in_tile, col_in_tile, channel_vector, channel_multiple):
         sch.unroll(loop)
     sch.vectorize(channel_lane)
 
     sch.compute_at(conv, col_tile, preserve_unit_loops=True)
     sch.set_scope(conv, 0, "local")
     acc_row, acc_col, acc_channel, window_row, window_col = sch.get_loops(conv)[-5:]
-    acc_vector, acc_lane = sch.split(acc_channel, [None, tiling.vector_lanes])
-    sch.reorder(window_row, window_col, acc_row, acc_col, acc_vector, acc_lane)
-    for loop in (acc_row, acc_col, acc_vector):
+    acc_vector, acc_lane, acc_multiple = sch.split(acc_channel, [None, tiling.vector_lanes, multiplier])
+    sch.reorder(window_row, window_col, acc_row, acc_col, acc_vector, acc_multiple, acc_lane)
+    for loop in (acc_row, acc_col, acc_vector, acc_multiple):
         sch.unroll(loop)
     sch.vectorize(acc_lane)
     _unroll_window(sch, window_row, window_col, spec)
