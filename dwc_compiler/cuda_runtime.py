@@ -86,12 +86,14 @@ def _install_compile_callback() -> None:
     def compile_with_nvcc(code: str) -> bytes:
         from tvm.support import nvcc
 
-        sm = getattr(_build_state, "sm", None)
-        if sm is None:
-            raise BuildError("internal: CUDA code compiled outside dwc's build (no architecture set)")
+        target = getattr(_build_state, "target", None)
+        if target is None:
+            raise BuildError("internal: CUDA code compiled outside dwc's build (no target set)")
         require_tool("nvcc")
+        sm = int(target.extra["sm"])
         arch = ["-gencode", f"arch=compute_{sm},code=sm_{sm}", "-gencode", f"arch=compute_{sm},code=compute_{sm}"]
-        return nvcc.compile_cuda(code, target_format="fatbin", arch=arch, compiler="nvcc")
+        with target.tvm():  # nvcc's wrapper reads the compute version from the current target
+            return nvcc.compile_cuda(code, target_format="fatbin", arch=arch, compiler="nvcc")
 
     tvm_ffi.register_global_func("tvm_callback_cuda_compile", compile_with_nvcc, override=True)
 
@@ -101,11 +103,11 @@ def building_for(target) -> Iterator[None]:
     """Within the block, TVM's CUDA code generation compiles with nvcc for `target`'s sm."""
     ensure_cuda_runtime()
     with _callback_lock:
-        _build_state.sm = int(target.extra["sm"])
+        _build_state.target = target
         try:
             yield
         finally:
-            _build_state.sm = None
+            _build_state.target = None
 
 
 def gpu_present() -> bool:

@@ -50,6 +50,14 @@ def _staged_bytes(spec: DepthwiseSpec, out_rows: int, out_cols: int, channels: i
     return rows * cols * channels * spec.itemsize
 
 
+def _staged_channels(spec: DepthwiseSpec, tiling: CudaTiling) -> int:
+    """Input channels a block of `tiling.threads_x * tiling.vector` output channels reads."""
+    block_channels = tiling.threads_x * tiling.vector
+    if block_channels % spec.multiplier == 0:
+        return block_channels // spec.multiplier
+    return 1  # a block's output channels straddle input channels: stage one channel column at a time
+
+
 def plan_tiling(spec: DepthwiseSpec, target) -> CudaTiling:
     """Tiles that divide the output exactly and whose staged input fits shared memory."""
     shared_limit = int(target.tvm_target.get("max_shared_memory_per_block", 49152))
@@ -80,12 +88,18 @@ def plan_tiling(spec: DepthwiseSpec, target) -> CudaTiling:
 
 
 def _stage_input_in_shared(sch, block_loop, tiling: CudaTiling, load_vector: int) -> None:
-    """The padded input window of the block, loaded cooperatively into shared memory."""
+    """The padded input window of the block, loaded cooperatively into shared memory.
+
+    Pixels x channel groups are spread over the block's threads; each thread loads
+    `load_vector` consecutive elements (one 16-byte load where the channels allow). The bounds
+    test of the padding depends on the pixel only, so it stays outside the vector.
+    """
     pad = sch.get_sblock(BLOCK_PAD)
     sch.compute_at(pad, block_loop, preserve_unit_loops=True)
     sch.set_scope(pad, 0, "shared")
-    staged = sch.fuse(*sch.get_loops(pad)[1:])  # every loop under the block's
-    _, thread_y, thread_x, lane = sch.split(staged, [None, tiling.threads_y, tiling.threads_x, load_vector])
+    *outer, innermost = sch.get_loops(pad)[1:]  # every loop under the block's
+    groups, lane = sch.split(innermost, [None, load_vector])
+    _, thread_y, thread_x = sch.split(sch.fuse(*outer, groups), [None, tiling.threads_y, tiling.threads_x])
     sch.bind(thread_y, "threadIdx.y")
     sch.bind(thread_x, "threadIdx.x")
     sch.vectorize(lane)
@@ -118,8 +132,8 @@ def schedule_nhwc(sch, spec: DepthwiseSpec, tiling: CudaTiling):
     sch.unroll(col_in_thread)
     sch.vectorize(channel_lane)
     _accumulate_in_registers(sch, channel_thread)
-    in_channels = max(tiling.threads_x * tiling.vector // spec.multiplier, 1)
-    _stage_input_in_shared(sch, block, tiling, vector_lanes_for(in_channels, BYTES_PER_VECTOR // spec.itemsize))
+    staged_channels = _staged_channels(spec, tiling)
+    _stage_input_in_shared(sch, block, tiling, vector_lanes_for(staged_channels, BYTES_PER_VECTOR // spec.itemsize))
     return sch
 
 
