@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..errors import UnknownTargetError
 from ..targets import resolve_target, target_names
 
 
@@ -16,6 +17,10 @@ def command() -> None:
       dwc targets
     """
     for name in target_names():
-        target = resolve_target(name)
+        try:
+            target = resolve_target(name)
+        except UnknownTargetError as unavailable:
+            click.echo(f"{name:14s} not available here: {str(unavailable).removeprefix('target: ')}")
+            continue
         click.echo(f"{name:14s} {target.description}")
         click.echo(f"{'':14s}   family {target.family}, tvm target {target.tvm_target}")

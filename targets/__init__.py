@@ -20,6 +20,7 @@ from ..errors import UnknownTargetError
 from ..threads import usable_cores
 
 HOST = "host"
+HOST_GPU = "host-gpu"
 
 # x86 features an LLVM build for the host CPU may use: a host build requires those the
 # building machine has, so that its module is refused where they are missing.
@@ -121,6 +122,27 @@ def _resolve_host() -> TargetInfo:
         required_cpu_flags=tuple(sorted(flag for flag in isa if flag in flags)), resolved_from=cpu)
 
 
+def _resolve_host_gpu() -> TargetInfo:
+    import tvm
+
+    from ..cuda_runtime import gpu_present
+
+    if not gpu_present():
+        raise UnknownTargetError(
+            "target: host-gpu needs an NVIDIA GPU with its driver, and none is present here; build with "
+            "cuda-sm80 or cuda-sm90 and run the exported module on a GPU machine")
+    device = tvm.cuda(0)
+    sm = int(device.compute_version.replace(".", ""))
+    return TargetInfo(
+        name=HOST_GPU, description=f"this machine's GPU: {device.device_name} (sm_{sm})", family="cuda",
+        arch="cuda", vector_bits=128,
+        tvm_target={"kind": "cuda", "arch": f"sm_{sm}", "max_threads_per_block": device.max_threads_per_block,
+                    "max_num_threads": device.max_threads_per_block,
+                    "max_shared_memory_per_block": device.max_shared_memory_per_block,
+                    "thread_warp_size": device.warp_size, "registers_per_block": 65536, "host": {"kind": "llvm"}},
+        resolved_from=device.device_name, extra={"sm": sm})
+
+
 def _load_named(name: str) -> TargetInfo:
     path = Path(str(resources.files(__name__))) / name / "target.json"
     data = json.loads(path.read_text())
@@ -135,14 +157,14 @@ def _load_named(name: str) -> TargetInfo:
 
 
 def target_names() -> list[str]:
-    """Every named target, ``host`` first."""
+    """Every target name, ``host`` and ``host-gpu`` first."""
     root = Path(str(resources.files(__name__)))
     named = sorted(entry.name for entry in root.iterdir() if (entry / "target.json").is_file())
-    return [HOST] + named
+    return [HOST, HOST_GPU] + named
 
 
 @functools.lru_cache(maxsize=None)
-def resolve_target(name: str) -> TargetInfo:
+def resolve_target(name: str) -> TargetInfo:  # cached: a target does not change within a process
     """The target called `name`.
 
     Raises:
@@ -152,6 +174,8 @@ def resolve_target(name: str) -> TargetInfo:
         raise UnknownTargetError(f"target: expected a target name (one of {', '.join(target_names())}), got {name!r}")
     if name == HOST:
         return _resolve_host()
+    if name == HOST_GPU:
+        return _resolve_host_gpu()
     if name not in target_names():
         raise UnknownTargetError(f"target: unknown target {name!r}; expected one of {', '.join(target_names())}")
     return _load_named(name)
