@@ -18,7 +18,11 @@ from .options import spec_options
 @spec_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Where to write the shared library, e.g. k.so; its manifest goes to k.so.json.")
-def command(target_name: str, spec, output: Path) -> None:
+@click.option("--records", "records_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Tuning records to use (default: $DWC_RECORDS, else ~/.local/share/dwc/records; "
+                   "records shipped with dwc are always consulted).")
+@click.option("--no-records", is_flag=True, help="Ignore tuning records: build with the hand schedule.")
+def command(target_name: str, spec, output: Path, records_dir: Path | None, no_records: bool) -> None:
     """Compile a depthwise convolution for a target and export it.
 
     \b
@@ -30,11 +34,11 @@ def command(target_name: str, spec, output: Path) -> None:
       dwc build --target aarch64-neon --input-shape 1,28,28,192 --filter-shape 3,3,192,1 -o arm.so
     """
     started = time.perf_counter()
-    kernel = build_kernel(spec, target_name)
+    kernel = build_kernel(spec, target_name, records=records_dir, use_records=not no_records)
     library = kernel.export(output)
     seconds = time.perf_counter() - started
     click.echo(f"built {spec.describe()}")
     click.echo(f"  target   {kernel.target.name} ({kernel.target.description})")
-    click.echo(f"  schedule {kernel.schedule}")
+    click.echo(f"  schedule {kernel.schedule}: {kernel.record['choice'] if kernel.record else 'hand schedule (no tuning record)'}")
     click.echo(f"  workload {spec.workload_key}, {spec.flops / 1e6:.1f} MFLOP, {spec.min_bytes_moved / 1e6:.2f} MB moved")
     click.echo(f"  wrote    {library} and {manifest_path(library).name} in {seconds:.1f} s")

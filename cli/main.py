@@ -39,9 +39,9 @@ def cli(verbose: bool) -> None:
 
 
 def _register() -> None:
-    from . import bench, build, run, targets
+    from . import bench, build, records, run, targets, tune
 
-    for module in (build, run, targets, bench):
+    for module in (build, run, tune, records, targets, bench):
         cli.add_command(module.command)
 
 

@@ -45,8 +45,11 @@ class Padding(click.ParamType):
         return amounts
 
 
-def spec_options(command: Callable) -> Callable:
-    """Add the options that describe a convolution; the command receives ``spec``."""
+def spec_options(command: Callable, required: bool = True) -> Callable:
+    """Add the options that describe a convolution; the command receives ``spec``.
+
+    With `required` False, a command given none of the shape options receives ``spec=None``.
+    """
     options = [
         click.option("--workload", "workload_name", metavar="NAME",
                      help=f"A named workload instead of the shape options, e.g. mbv2-56x56x144-s1 "
@@ -72,6 +75,8 @@ def spec_options(command: Callable) -> Callable:
                 data_format, dtype, **kwargs):
         if workload_name:
             spec = workload(workload_name)
+        elif not required and input_shape is None and filter_shape is None:
+            spec = None
         elif input_shape is None or filter_shape is None:
             raise InvalidSpecError(
                 "input shape: give --input-shape and --filter-shape (e.g. --input-shape 1,56,56,144 "

@@ -20,11 +20,15 @@ def as_target(target: str | TargetInfo) -> TargetInfo:
     return target if isinstance(target, TargetInfo) else resolve_target(target)
 
 
-def build(spec: DepthwiseSpec, target: str | TargetInfo = "host"):
+def build(spec: DepthwiseSpec, target: str | TargetInfo = "host", records: str | Path | None = None,
+          use_records: bool = True):
     """Compile `spec` for `target` and return a callable :class:`~dwc_compiler.kernel.Kernel`.
 
-    The target family's hand schedule is used (falling back to the generic schedule where it
-    cannot handle the spec); ``kernel.schedule`` says which.
+    The best tuning record for (workload, target, TVM version) is applied when one beat the
+    hand schedule (records in `records`, else ``$DWC_RECORDS`` or the per-user directory, then
+    those shipped with dwc); otherwise the target family's hand schedule is used (falling back
+    to the generic schedule where it cannot handle the spec). ``kernel.schedule`` and
+    ``kernel.record`` say which.
 
     Raises:
         InvalidSpecError: `spec` is not a DepthwiseSpec.
@@ -33,25 +37,52 @@ def build(spec: DepthwiseSpec, target: str | TargetInfo = "host"):
         MissingToolError: the target's cross compiler (or qemu, to run it here) is missing.
     """
     from .kernel import Kernel
-    from .schedules import hand_schedule
     from .toolchain import compile_module
 
     if not isinstance(spec, DepthwiseSpec):
         raise InvalidSpecError(f"spec: expected a DepthwiseSpec, got {type(spec).__name__}")
     info = as_target(target)
-    schedule, schedule_name = hand_schedule(spec, info)
+    schedule, schedule_name, record = _choose_schedule(spec, info, records, use_records)
     if info.family == "cuda":
         from .cuda_runtime import building_for, kernel_from_executable
 
         with building_for(info):
             executable = compile_module(schedule.mod, info)
         logger.info("built %s for %s with %s", spec.describe(), info.name, schedule_name)
-        return kernel_from_executable(spec, info, schedule_name, executable)
-    executable = compile_module(schedule.mod, info)
-    logger.info("built %s for %s with %s", spec.describe(), info.name, schedule_name)
-    if info.runs_natively:
-        return Kernel(spec, info, schedule_name, module=executable.jit(), executable=executable)
-    return _emulated_kernel(spec, info, schedule_name, executable)
+        kernel = kernel_from_executable(spec, info, schedule_name, executable)
+    else:
+        executable = compile_module(schedule.mod, info)
+        logger.info("built %s for %s with %s", spec.describe(), info.name, schedule_name)
+        if info.runs_natively:
+            kernel = Kernel(spec, info, schedule_name, module=executable.jit(), executable=executable)
+        else:
+            kernel = _emulated_kernel(spec, info, schedule_name, executable)
+    kernel.record = record
+    return kernel
+
+
+def _choose_schedule(spec: DepthwiseSpec, info: TargetInfo, records, use_records: bool):
+    """(schedule, name, record description): the best usable tuning record, else the hand schedule."""
+    from .schedules import hand_schedule
+
+    if use_records:
+        from .tune import schedule_from_record, usable_record
+
+        choice = usable_record(spec, info, Path(records) if records is not None else None)
+        if choice.use_record:
+            try:
+                schedule = schedule_from_record(spec, choice.record)
+            except Exception as exc:  # a record that no longer replays must not break builds
+                logger.warning("tuning record %s does not replay (%s); using the hand schedule",
+                               choice.record_id, str(exc).splitlines()[0][:200])
+            else:
+                return schedule, choice.record_id, {"id": choice.record_id, "measured_us": choice.measured_us,
+                                                    "hand_us": choice.hand_us, "source": str(choice.source),
+                                                    "choice": choice.describe()}
+        schedule, name = hand_schedule(spec, info)
+        return schedule, name, {"id": None, "choice": choice.describe()} if choice.record_id else None
+    schedule, name = hand_schedule(spec, info)
+    return schedule, name, None
 
 
 def _emulated_kernel(spec: DepthwiseSpec, info: TargetInfo, schedule_name: str, executable):

@@ -171,3 +171,30 @@ def schedule_cpu(sch, spec: DepthwiseSpec, tiling: CpuTiling):
     if spec.data_format == "NHWC":
         return schedule_nhwc(sch, spec, tiling)
     return schedule_nchw(sch, spec, tiling)
+
+
+ROW_TILE_CHOICES = (1, 2, 3, 4)
+COL_TILE_CHOICES = (1, 2, 3, 4, 5, 6, 7, 8)
+VECTOR_CHOICES = (1, 2, 4)
+NCHW_ROW_TILE_CHOICES = (1, 2, 4, 6, 8)
+
+
+def sample_tiling(sch, spec: DepthwiseSpec, hand: CpuTiling, use_hand: bool = False) -> CpuTiling:
+    """The tiling as MetaSchedule decisions: each a categorical choice among exact divisors.
+
+    With `use_hand`, every decision is fixed to `hand`'s value: the trace of the hand schedule,
+    inside the same design space, which seeds the search so that tuning never ends worse.
+    """
+    def choose(choices: tuple[int, ...], extent: int, hand_value: int):
+        candidates = sorted({value for value in choices if extent % value == 0} | {hand_value})
+        decision = candidates.index(hand_value) if use_hand else None
+        return sch.sample_categorical(candidates, [1.0 / len(candidates)] * len(candidates), decision=decision)
+
+    vector_extent = spec.in_channels if spec.data_format == "NHWC" else spec.out_width
+    vectors = choose(VECTOR_CHOICES, vector_extent // hand.vector_lanes, hand.vectors_per_block)
+    if spec.data_format == "NCHW":
+        rows = choose(NCHW_ROW_TILE_CHOICES, spec.out_height, hand.tile_rows)
+        return CpuTiling(hand.vector_lanes, vectors, rows, 1)
+    rows = choose(ROW_TILE_CHOICES, spec.out_height, hand.tile_rows)
+    cols = choose(COL_TILE_CHOICES, spec.out_width, hand.tile_cols)
+    return CpuTiling(hand.vector_lanes, vectors, rows, cols)

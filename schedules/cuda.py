@@ -160,3 +160,9 @@ def schedule(sch, spec: DepthwiseSpec, target, tiling: CudaTiling | None = None)
     if spec.data_format == "NHWC":
         return schedule_nhwc(sch, spec, tiling)
     return schedule_nchw(sch, spec, tiling)
+
+
+def design_space(sch, spec: DepthwiseSpec, target, use_hand: bool = False):
+    """The CUDA schedule as a design space: a single point, the hand tiling (the generic space
+    that tuning unites with it supplies the alternatives)."""
+    return schedule(sch, spec, target)

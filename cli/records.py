@@ -1,0 +1,165 @@
+"""``dwc records``: list, show, verify and prune tuning records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..errors import CorruptRecordError, InvalidArgumentError
+from ..records import RECORDS_FILE, RecordStore, choose, default_records_dir, mean_seconds, record_id
+
+RECORDS_OPTION = click.option(
+    "--records", "records_dir", type=click.Path(file_okay=False, path_type=Path),
+    help="Records directory (default: $DWC_RECORDS, else ~/.local/share/dwc/records).")
+
+
+def _stores(records_dir: Path | None, target: str | None) -> list[RecordStore]:
+    root = records_dir or default_records_dir()
+    stores = []
+    for path in sorted(root.glob(f"*/tvm-*/{RECORDS_FILE}")):
+        target_name, version = path.parent.parent.name, path.parent.name.removeprefix("tvm-")
+        if target is None or target == target_name:
+            stores.append(RecordStore(root, target_name, version))
+    return stores
+
+
+@click.group("records")
+def group() -> None:
+    """List, show, verify and prune tuning records (kept per target and TVM version).
+
+    \b
+    Examples:
+      dwc records list
+      dwc records show dw-f14642a7c5c8d654 --target x86-avx512
+      dwc records verify --records ./records
+      dwc records prune --keep 16
+    """
+
+
+@group.command("list")
+@RECORDS_OPTION
+@click.option("--target", help="Only this target's records, e.g. x86-avx512.")
+def list_records(records_dir: Path | None, target: str | None) -> None:
+    """One line per (target, TVM version, workload): trials, best time, what builds use.
+
+    \b
+    Example:
+      dwc records list --target x86-avx512
+    """
+    stores = _stores(records_dir, target)
+    if not stores:
+        click.echo(f"no records under {records_dir or default_records_dir()}")
+        return
+    for store in stores:
+        entries = store.read()
+        keys = sorted({entry["workload_key"] for entry in entries})
+        click.echo(f"{store.target} (TVM {store.version}): {store.path}")
+        for key in keys:
+            measured = [entry for entry in entries if entry["kind"] == "measurement" and entry["workload_key"] == key]
+            times = [mean_seconds(entry) for entry in measured]
+            ok = [t for t in times if t is not None]
+            spec = next((entry.get("spec") for entry in measured if entry.get("spec")), None)
+            shape = "x".join(str(v) for v in spec["input_shape"]) if spec else "?"
+            choice = choose(key, store.target, [store.root]) if store.version == _tvm_version() else None
+            best = f"best {min(ok) * 1e6:.1f} us" if ok else "no successful trial"
+            uses = f"; builds use {choice.describe()}" if choice else ""
+            click.echo(f"  {key}  {shape:16s} {len(measured):4d} trials ({len(measured) - len(ok)} failed), {best}{uses}")
+
+
+def _tvm_version() -> str:
+    from ..records import tvm_version
+
+    return tvm_version()
+
+
+@group.command("show")
+@click.argument("workload_key")
+@RECORDS_OPTION
+@click.option("--target", help="Only this target's records, e.g. x86-avx512.")
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help="How many best records to show.")
+def show(workload_key: str, records_dir: Path | None, target: str | None, top: int) -> None:
+    """The best records of one workload (by its key, as `dwc records list` prints it).
+
+    \b
+    Example:
+      dwc records show dw-f14642a7c5c8d654 --top 3
+    """
+    found = False
+    for store in _stores(records_dir, target):
+        entries = [entry for entry in store.read() if entry["workload_key"] == workload_key]
+        if not entries:
+            continue
+        found = True
+        click.echo(f"{store.target} (TVM {store.version})")
+        scored = sorted((mean_seconds(entry), entry) for entry in entries
+                        if entry["kind"] == "measurement" and mean_seconds(entry) is not None)
+        for seconds, entry in scored[:top]:
+            click.echo(f"  {record_id(entry['trace'])}  {seconds * 1e6:8.1f} us  {entry.get('origin', '?'):6s} {entry['time']}")
+        for entry in entries:
+            if entry["kind"] == "verdict":
+                click.echo(f"  verdict {entry['time']}: {entry['record_id']} {entry['tuned_us']:.1f} us vs hand "
+                           f"{entry['hand_us']:.1f} us -> builds use the {entry['use']}")
+    if not found:
+        raise InvalidArgumentError(f"workload_key: no records of {workload_key} (see `dwc records list`)")
+
+
+@group.command("verify")
+@RECORDS_OPTION
+def verify(records_dir: Path | None) -> None:
+    """Read every records file strictly; exit 1 if any line is corrupt or misfiled.
+
+    \b
+    Example:
+      dwc records verify
+    """
+    problems = 0
+    for store in _stores(records_dir, None):
+        try:
+            entries = store.read(strict=True)
+        except CorruptRecordError as error:
+            click.echo(f"CORRUPT {error}")
+            problems += 1
+            continue
+        total = sum(1 for line in open(store.path, encoding="utf-8", errors="replace") if line.strip())
+        misfiled = total - len(entries)
+        if misfiled:
+            click.echo(f"MISFILED {store.path}: {misfiled} line(s) of another target or TVM version")
+            problems += 1
+        else:
+            click.echo(f"ok {store.path}: {len(entries)} records")
+    if problems:
+        raise SystemExit(1)
+
+
+@group.command("prune")
+@RECORDS_OPTION
+@click.option("--target", help="Only this target's records, e.g. x86-avx512.")
+@click.option("--keep", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Successful measurements kept per workload (the fastest), besides hand records and verdicts.")
+def prune(records_dir: Path | None, target: str | None, keep: int) -> None:
+    """Drop failed trials, corrupt lines and all but the fastest measurements of each workload.
+
+    \b
+    Example:
+      dwc records prune --keep 8
+    """
+    for store in _stores(records_dir, target):
+        entries = store.read()
+        kept_ids = set()
+        for key in {entry["workload_key"] for entry in entries}:
+            scored = sorted((mean_seconds(entry), id(entry)) for entry in entries
+                            if entry["workload_key"] == key and entry["kind"] == "measurement"
+                            and entry.get("origin") != "hand" and mean_seconds(entry) is not None)
+            kept_ids.update(identity for _, identity in scored[:keep])
+
+        def keep_entry(entry, kept=kept_ids):
+            return entry["kind"] == "verdict" or entry.get("origin") == "hand" or id(entry) in kept
+
+        by_content = {json.dumps(entry, sort_keys=True) for entry in entries if keep_entry(entry)}
+        kept, dropped = store.rewrite(lambda entry: json.dumps(entry, sort_keys=True) in by_content)
+        click.echo(f"{store.path}: kept {kept}, dropped {dropped}")
+
+
+command = group

@@ -1,0 +1,378 @@
+"""Tuning jobs: MetaSchedule's evolutionary search over dwc's own schedules, records kept durably.
+
+For each workload a job:
+1. measures the hand schedule (its trace inside dwc's design space) unless a record of it exists;
+2. runs MetaSchedule's evolutionary search with its XGBoost cost model over the union of dwc's
+   design space (the schedule with its tiling as sampled decisions) and MetaSchedule's generic
+   space, seeded with every record already measured, so a resumed job continues and tuning never
+   ends worse than the hand schedule; every measured candidate is appended to the records as it
+   is measured;
+3. re-measures the best record against the hand schedule in interleaved rounds and writes the
+   verdict that builds follow.
+
+Measurement runs locally or on devices registered with TVM's RPC tracker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import DwcError, InvalidArgumentError
+from .records import RecordStore, choose, mean_seconds, record_id
+from .spec import DepthwiseSpec
+from .targets import TargetInfo
+
+logger = logging.getLogger(__name__)
+
+BUILD_TIMEOUT_S = 120
+FINAL_ROUNDS = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class RpcConfig:
+    """Where to measure remotely: a TVM RPC tracker and the key its devices registered with."""
+
+    tracker_host: str
+    tracker_port: int
+    key: str
+    session_timeout_s: int = 120
+
+    @classmethod
+    def parse(cls, tracker: str, key: str) -> "RpcConfig":
+        """From ``HOST:PORT`` and a key; errors name the option."""
+        host, _, port = tracker.rpartition(":")
+        if not host or not port.isdigit():
+            raise InvalidArgumentError(f"rpc-tracker: expected HOST:PORT such as 127.0.0.1:9190, got {tracker!r}")
+        if not key:
+            raise InvalidArgumentError("rpc-key: give the key the devices registered with (e.g. --rpc-key x86)")
+        return cls(host, int(port), key)
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneResult:
+    """The outcome of tuning one workload."""
+
+    name: str
+    workload_key: str
+    trials_measured: int
+    trials_total: int
+    record_id: str | None
+    tuned_us: float | None
+    hand_us: float | None
+    uses_record: bool
+
+    def describe(self) -> str:
+        """One line for people."""
+        if self.tuned_us is None or self.hand_us is None:
+            return f"{self.name}: no successful trial; builds use the hand schedule"
+        verdict = f"builds use {self.record_id}" if self.uses_record else "builds keep the hand schedule"
+        return (f"{self.name}: tuned {self.tuned_us:.1f} us vs hand {self.hand_us:.1f} us "
+                f"({self.hand_us / self.tuned_us:.2f}x) after {self.trials_total} trials; {verdict}")
+
+
+def _build_function(mod, target, _params):
+    """MetaSchedule builder: ``tvm.compile`` directly.
+
+    MetaSchedule's default build imports ``tvm.s_tir.tensor_intrin``, which took 25 s here,
+    in every builder process: long enough to time every build out.
+    """
+    import tvm
+
+    with tvm.transform.PassContext(opt_level=3):
+        return tvm.compile(mod, target=target).mod  # the runtime module, as the exporter expects
+
+
+def _keep_artifacts(*_session_and_paths: Any) -> None:
+    """Runner clean-up that keeps the built module, so the final rounds re-run the same builds
+    (local runners call it with no arguments, RPC runners with the session and remote path)."""
+
+
+def _export_function(cross_compiler: str | None) -> Callable[[Any], str] | None:
+    if cross_compiler is None:
+        return None
+
+    def export(module) -> str:
+        import os
+        import tempfile as temporary
+
+        import tvm.support.cc
+
+        path = os.path.join(temporary.mkdtemp(), "tvm_tmp_mod.so")
+        module.export_library(path, fcompile=tvm.support.cc.cross_compiler(cross_compiler))
+        return path
+
+    return export
+
+
+def _runner(target: TargetInfo, rpc: RpcConfig | None, number: int, repeat: int, min_repeat_ms: int,
+            keep_artifacts: bool = False):
+    from tvm.s_tir import meta_schedule as ms
+
+    evaluator = ms.runner.EvaluatorConfig(number=number, repeat=repeat, min_repeat_ms=min_repeat_ms)
+    cleanup = _keep_artifacts if keep_artifacts else None
+    if rpc is not None:
+        config = ms.runner.RPCConfig(tracker_host=rpc.tracker_host, tracker_port=rpc.tracker_port,
+                                     tracker_key=rpc.key, session_timeout_sec=rpc.session_timeout_s)
+        return ms.runner.RPCRunner(rpc_config=config, evaluator_config=evaluator, f_cleanup=cleanup)
+    if not target.runs_natively and target.family != "cuda":
+        raise InvalidArgumentError(
+            f"target: {target.name} modules do not run on this machine; measure them on the device with "
+            "--rpc-tracker HOST:PORT --rpc-key KEY (python -m tvm.exec.rpc_server on the device)")
+    return ms.runner.LocalRunner(evaluator_config=evaluator, f_cleanup=cleanup)
+
+
+def _builder(target: TargetInfo):
+    from tvm.s_tir import meta_schedule as ms
+
+    return ms.builder.LocalBuilder(f_build=_build_function, f_export=_export_function(target.cross_compiler),
+                                   timeout_sec=BUILD_TIMEOUT_S)
+
+
+def _module(spec: DepthwiseSpec):
+    import tvm
+
+    from .compute import depthwise_prim_func
+
+    return tvm.IRModule({"main": depthwise_prim_func(spec)})
+
+
+def _design_space(spec: DepthwiseSpec, target: TargetInfo):
+    from tvm.s_tir import meta_schedule as ms
+
+    from .schedules import family_module
+
+    rule = family_module(target.family)
+
+    def space(sch):
+        return rule.design_space(sch, spec, target)
+
+    ours = ms.space_generator.ScheduleFn(space, sch_rules=[], postprocs=[], mutator_probs={})
+    return ms.space_generator.SpaceGeneratorUnion([ours, ms.space_generator.PostOrderApply()])
+
+
+def hand_schedule_in_space(spec: DepthwiseSpec, target: TargetInfo):
+    """The hand schedule as a point of dwc's design space (its trace replays in the search)."""
+    import tvm
+
+    from .schedules import family_module
+
+    return family_module(target.family).design_space(tvm.s_tir.Schedule(_module(spec)), spec, target, use_hand=True)
+
+
+def _build_inputs(schedules: list[Any], target: TargetInfo, builder) -> list[tuple[Any, str | None]]:
+    """Build `schedules`; returns (runner input or None, build error) per schedule."""
+    from tvm.s_tir import meta_schedule as ms
+
+    built = builder.build([ms.builder.BuilderInput(sch.mod, target.tvm()) for sch in schedules])
+    device = "cuda" if target.family == "cuda" else "cpu"
+    return [(None, build.error_msg) if build.error_msg else
+            (ms.runner.RunnerInput(build.artifact_path, device, ms.arg_info.ArgInfo.from_prim_func(sch.mod["main"])), None)
+            for sch, build in zip(schedules, built)]
+
+
+def _run_inputs(inputs: list[tuple[Any, str | None]], runner) -> list[tuple[list[float] | None, str | None]]:
+    """Run the built inputs once each; returns (run_secs, error) per input."""
+    futures = iter(runner.run([item for item, _ in inputs if item is not None]))
+    results = []
+    for item, error in inputs:
+        if item is None:
+            results.append((None, error))
+            continue
+        outcome = futures.__next__().result()
+        results.append(([float(s) for s in outcome.run_secs] if outcome.run_secs else None, outcome.error_msg))
+    return results
+
+
+class _Persist:
+    """MeasureCallback body: append each measured candidate to the records, update the progress bar."""
+
+    def __init__(self, store: RecordStore, spec: DepthwiseSpec, module, target: TargetInfo, progress) -> None:
+        self.store, self.spec, self.module, self.target, self.progress = store, spec, module, target, progress
+        self.best_us: float | None = None
+
+    def apply(self, measure_candidates, builder_results, runner_results) -> None:
+        from tvm.s_tir import meta_schedule as ms
+
+        workload = ms.database.Workload(self.module)
+        entries = []
+        for candidate, built, ran in zip(measure_candidates, builder_results, runner_results):
+            run_secs = [float(s) for s in ran.run_secs] if ran.run_secs is not None else None
+            record = ms.database.TuningRecord(candidate.sch.trace, workload, None, self.target.tvm(),
+                                              candidate.args_info)
+            entry = {"kind": "measurement", "workload_key": self.spec.workload_key, "spec": self.spec.to_dict(),
+                     "trace": record.as_json(), "run_secs": run_secs, "origin": "search",
+                     "error": (built.error_msg or ran.error_msg or None)}
+            entries.append(entry)
+            seconds = mean_seconds(entry)
+            if seconds is not None and (self.best_us is None or seconds * 1e6 < self.best_us):
+                self.best_us = seconds * 1e6
+        self.store.append(entries)
+        self.progress.update(len(entries))
+        if self.best_us is not None:
+            self.progress.set_postfix_str(f"best {self.best_us:.1f} us")
+
+
+def _measure_callback(persist: _Persist):
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir import meta_schedule as ms
+
+    @derived_object
+    class PersistAndReport(ms.measure_callback.PyMeasureCallback):
+        def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
+            persist.apply(measure_candidates, builder_results, runner_results)
+
+    return PersistAndReport()
+
+
+def _seed_database(module, records: list[dict[str, Any]], target: TargetInfo):
+    from tvm.s_tir import meta_schedule as ms
+
+    database = ms.database.MemoryDatabase()
+    workload = database.commit_workload(module)
+    for entry in records:
+        seconds = mean_seconds(entry)
+        if seconds is None:
+            continue
+        try:
+            record = ms.database.TuningRecord.from_json(entry["trace"], workload)
+        except Exception as exc:  # a record this TVM cannot replay: skip it, as a corrupt line
+            logger.warning("skipped a record that does not replay: %s", str(exc).splitlines()[0][:200])
+            continue
+        database.commit_tuning_record(ms.database.TuningRecord(
+            record.trace, workload, [seconds], target.tvm(), record.args_info))
+    return database
+
+
+def schedule_from_record(spec: DepthwiseSpec, entry: dict[str, Any]):
+    """The schedule a measurement record describes, replayed on `spec`'s PrimFunc."""
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+    module = _module(spec)
+    record = ms.database.TuningRecord.from_json(entry["trace"], ms.database.Workload(module))
+    schedule = tvm.s_tir.Schedule(module)
+    record.trace.apply_to_schedule(schedule, remove_postproc=False)
+    return schedule
+
+
+def tune_workload(name: str, spec: DepthwiseSpec, target: TargetInfo, trials: int, records_dir: Path,
+                  rpc: RpcConfig | None = None, seed: int | None = None, show_progress: bool = True,
+                  num_trials_per_iter: int = 32) -> TuneResult:
+    """Tune one workload for `target` until `trials` trials are recorded; see the module doc."""
+    import tqdm
+    from tvm.s_tir import meta_schedule as ms
+
+    if trials < 1:
+        raise InvalidArgumentError(f"trials: expected a positive number of trials, got {trials}")
+    search_runner = _runner(target, rpc, 10, 3, 50)  # refuses targets that cannot be measured here
+    store = RecordStore(records_dir, target.name)
+    module = _module(spec)
+    builder = _builder(target)
+    existing = store.measurements(spec.workload_key)
+    if not any(entry.get("origin") == "hand" for entry in existing):
+        hand = hand_schedule_in_space(spec, target)
+        (run_secs, error), = _run_inputs(_build_inputs([hand], target, builder), _runner(target, rpc, 10, 5, 50))
+        store.append([{"kind": "measurement", "workload_key": spec.workload_key, "spec": spec.to_dict(),
+                       "trace": ms.database.TuningRecord(hand.trace, ms.database.Workload(module), None,
+                                                         target.tvm(), None).as_json(),
+                       "run_secs": run_secs, "error": error, "origin": "hand"}])
+        existing = store.measurements(spec.workload_key)
+    searched = sum(1 for entry in existing if entry.get("origin") == "search")
+    remaining = trials - searched
+    if remaining > 0:
+        with tempfile.TemporaryDirectory(prefix="dwc-tune-") as work, \
+                tqdm.tqdm(total=trials, initial=searched, desc=name, unit="trial", disable=not show_progress) as bar:
+            persist = _Persist(store, spec, module, target, bar)
+            ms.tune_tir(module, target.tvm(), work, max_trials_global=remaining,
+                        num_trials_per_iter=min(num_trials_per_iter, remaining),
+                        space=_design_space(spec, target), database=_seed_database(module, existing, target),
+                        builder=builder, runner=search_runner,
+                        measure_callbacks=ms.measure_callback.MeasureCallback.create("default")
+                        + [_measure_callback(persist)],
+                        num_tuning_cores=max(target.tvm_target.get("num-cores", 1), 1) if target.family != "cuda" else 1,
+                        seed=seed)
+    return _final_verdict(name, spec, target, store, builder, rpc, trials)
+
+
+def _final_verdict(name: str, spec: DepthwiseSpec, target: TargetInfo, store: RecordStore, builder,
+                   rpc: RpcConfig | None, trials: int) -> TuneResult:
+    """Re-measure the best search record against the hand schedule, interleaved, and record the verdict."""
+    measurements = store.measurements(spec.workload_key)
+    searched = [entry for entry in measurements if entry.get("origin") == "search"]
+    hand_entries = [entry for entry in measurements if entry.get("origin") == "hand"]
+    scored = [(mean_seconds(entry), entry) for entry in searched]
+    scored = [(seconds, entry) for seconds, entry in scored if seconds is not None]
+    if not scored or not hand_entries:
+        return TuneResult(name, spec.workload_key, len(searched), trials, None, None, None, False)
+    best = min(scored, key=lambda item: item[0])[1]
+    identifier = record_id(best["trace"])
+    hand_identifier = record_id(hand_entries[0]["trace"])
+    if identifier == hand_identifier:
+        hand_us = mean_seconds(best) * 1e6
+        store.append([{"kind": "verdict", "workload_key": spec.workload_key, "record_id": identifier,
+                       "tuned_us": hand_us, "hand_us": hand_us, "use": "hand"}])
+        return TuneResult(name, spec.workload_key, len(searched), trials, identifier, hand_us, hand_us, False)
+    schedules = [schedule_from_record(spec, best), schedule_from_record(spec, hand_entries[0])]
+    runner = _runner(target, rpc, 20, 5, 50, keep_artifacts=True)
+    inputs = _build_inputs(schedules, target, builder)
+    samples: list[list[float]] = [[], []]
+    try:
+        for _ in range(FINAL_ROUNDS):
+            for index, (run_secs, _error) in enumerate(_run_inputs(inputs, runner)):
+                if run_secs:
+                    samples[index] += run_secs
+    finally:
+        for item, _error in inputs:
+            if item is not None:
+                shutil.rmtree(Path(item.artifact_path).parent, ignore_errors=True)
+    if not samples[0] or not samples[1]:
+        raise DwcError(f"{name}: the final re-measurement failed; records kept in {store.path}")
+    tuned_us, hand_us = (statistics.median(values) * 1e6 for values in samples)
+    use = "record" if tuned_us < hand_us else "hand"
+    store.append([{"kind": "verdict", "workload_key": spec.workload_key, "record_id": identifier,
+                   "tuned_us": tuned_us, "hand_us": hand_us, "use": use,
+                   "method": f"{FINAL_ROUNDS} interleaved rounds of 5 repeats x 20 runs, medians"}])
+    return TuneResult(name, spec.workload_key, len(searched), trials, identifier, tuned_us, hand_us, use == "record")
+
+
+def tune(workloads: dict[str, DepthwiseSpec], target: TargetInfo | str, trials: int,
+         records_dir: Path | None = None, rpc: RpcConfig | None = None, seed: int | None = None,
+         show_progress: bool = True, log: Callable[[str], None] = logger.info,
+         trials_per_round: int = 32) -> list[TuneResult]:
+    """Tune each of `workloads` (name -> spec) for `target` with a budget of `trials` each.
+
+    Records go to `records_dir` (default: ``$DWC_RECORDS`` or the per-user directory), per target
+    and TVM version, after every round of `trials_per_round` measurements. Running the same job
+    again resumes from what is recorded.
+
+    Raises:
+        InvalidArgumentError: a bad budget, or a target whose modules cannot be measured here.
+        UnknownTargetError: an unknown target name.
+    """
+    from .build import as_target
+    from .records import default_records_dir
+
+    info = as_target(target)
+    directory = Path(records_dir) if records_dir is not None else default_records_dir()
+    results = []
+    for name, spec in workloads.items():
+        result = tune_workload(name, spec, info, trials, directory, rpc, seed, show_progress, trials_per_round)
+        log(result.describe())
+        results.append(result)
+    return results
+
+
+def usable_record(spec: DepthwiseSpec, target: TargetInfo, records_dir: Path | None):
+    """The record choice for a build (see :func:`dwc_compiler.records.choose`): user's records first, then shipped."""
+    from .records import default_records_dir
+
+    roots = [Path(records_dir) if records_dir is not None else default_records_dir()]
+    if target.records_dir is not None:
+        roots.append(target.records_dir)
+    return choose(spec.workload_key, target.name, [root for root in roots if root.is_dir()])

@@ -1,0 +1,200 @@
+"""Tuning jobs and records: a real job, kill and resume, concurrency, corrupt files, isolation.
+
+Each job here is small (8-16 trials on a 14x14x32 layer): these check the machinery, not speed.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+import dwc_compiler as dwc
+from dwc_compiler.records import RecordStore, choose, record_id, tvm_version
+
+SPEC = dwc.DepthwiseSpec.create((1, 14, 14, 32), (3, 3, 32, 1), 1, "SAME")
+OTHER_SPEC = dwc.DepthwiseSpec.create((1, 7, 7, 64), (3, 3, 64, 1), 1, "SAME")
+TARGET = "x86-avx2"
+
+
+def tune_command(records, *extra, input_shape="1,14,14,32", filter_shape="3,3,32,1"):
+    return ["dwc", "tune", "--target", TARGET, "--input-shape", input_shape, "--filter-shape", filter_shape,
+            "--records", str(records), "--seed", "0", *extra]
+
+
+def lines_of(records, target=TARGET):
+    path = RecordStore(records, target).path
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def measurements(entries, key=SPEC.workload_key):
+    return [entry for entry in entries if entry["kind"] == "measurement" and entry["workload_key"] == key]
+
+
+def test_tuning_job_records_every_trial_and_builds_use_the_verdict(tmp_path):
+    """A job of 8 trials records the hand schedule, 8 search trials and a verdict; builds follow it."""
+    done = subprocess.run(tune_command(tmp_path, "--trials", "8"), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    entries = lines_of(tmp_path)
+    found = measurements(entries)
+    assert sum(entry["origin"] == "hand" for entry in found) == 1
+    assert sum(entry["origin"] == "search" for entry in found) == 8
+    verdicts = [entry for entry in entries if entry["kind"] == "verdict"]
+    assert len(verdicts) == 1 and verdicts[0]["use"] in ("record", "hand")
+    assert "tuned" in done.stdout and "hand" in done.stdout
+    kernel = dwc.build(SPEC, TARGET, records=tmp_path)
+    if verdicts[0]["use"] == "record":
+        assert kernel.schedule == verdicts[0]["record_id"]
+    else:
+        assert kernel.schedule == "hand:x86" and verdicts[0]["record_id"] in kernel.record["choice"]
+    data, weights = (dwc.empty_aligned(shape, "float32") for shape in (SPEC.input_shape, SPEC.filter_shape))
+    data[...], weights[...] = 0.5, 0.25
+    assert abs(float(kernel(data, weights)[0, 5, 5, 0]) - 9 * 0.125) < 1e-5
+
+
+def _fake_record(spec, run_us, origin="search", use_hand_decisions=False, target=TARGET):
+    """A measurement entry whose trace is a real point of dwc's design space, with a given time."""
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+    from dwc_compiler.compute import depthwise_prim_func
+    from dwc_compiler.schedules import family_module
+    from dwc_compiler.targets import resolve_target
+
+    info = resolve_target(target)
+    module = tvm.IRModule({"main": depthwise_prim_func(spec)})
+    schedule = family_module(info.family).design_space(tvm.s_tir.Schedule(module), spec, info, use_hand=use_hand_decisions)
+    trace = ms.database.TuningRecord(schedule.trace, ms.database.Workload(module), None, info.tvm(), None).as_json()
+    return {"kind": "measurement", "workload_key": spec.workload_key, "spec": spec.to_dict(), "trace": trace,
+            "run_secs": [run_us * 1e-6] * 3, "error": None, "origin": origin}
+
+
+def test_build_applies_a_faster_record_and_never_a_failed_one(tmp_path):
+    """A record faster than the hand schedule is applied by builds; failed trials (1e10 s) never are."""
+    store = RecordStore(tmp_path, TARGET)
+    fast = _fake_record(SPEC, 2.0)
+    failed = {**_fake_record(SPEC, 1.0), "run_secs": [1e10]}
+    store.append([_fake_record(SPEC, 5.0, origin="hand", use_hand_decisions=True), fast, failed])
+    kernel = dwc.build(SPEC, TARGET, records=tmp_path)
+    assert kernel.schedule == record_id(fast["trace"])
+    assert kernel.record["measured_us"] == pytest.approx(2.0)
+    manifest_path = kernel.export(tmp_path / "k.so")
+    manifest = json.loads((tmp_path / "k.so.json").read_text())
+    assert manifest["schedule"] == record_id(fast["trace"]) and manifest["record"]["id"] == record_id(fast["trace"])
+    assert manifest_path.is_file()
+
+
+def test_records_of_another_target_or_tvm_version_are_not_applied(tmp_path):
+    """Records filed under another target, or written by another TVM version, never reach a build."""
+    RecordStore(tmp_path, "x86-avx512").append([_fake_record(SPEC, 0.5, target="x86-avx512")])
+    RecordStore(tmp_path, TARGET, version="0.26.0").append([_fake_record(SPEC, 0.5)])
+    misfiled = {**_fake_record(SPEC, 0.5), "target": TARGET, "tvm_version": "0.25.0"}
+    store = RecordStore(tmp_path, TARGET)
+    store.directory.mkdir(parents=True)
+    store.path.write_text(json.dumps(misfiled) + "\n")
+    assert dwc.build(SPEC, TARGET, records=tmp_path).schedule == "hand:x86"
+    assert dwc.build(SPEC, "x86-avx512", records=tmp_path).schedule.startswith("rec-")
+
+
+def test_corrupt_records_are_skipped_with_a_warning(tmp_path, caplog):
+    """Garbage and a torn last line are skipped (warned), the good records still used; verify flags it."""
+    store = RecordStore(tmp_path, TARGET)
+    fast = _fake_record(SPEC, 2.0)
+    store.append([fast])
+    with open(store.path, "a") as stream:
+        stream.write("this is not json\n")
+        stream.write(json.dumps(_fake_record(SPEC, 1.0))[:200])  # a line torn by SIGKILL
+    with caplog.at_level("WARNING"):
+        kernel = dwc.build(SPEC, TARGET, records=tmp_path)
+    assert kernel.schedule == record_id(fast["trace"])
+    assert "corrupt record" in caplog.text
+    verify = subprocess.run(["dwc", "records", "verify", "--records", str(tmp_path)], capture_output=True, text=True)
+    assert verify.returncode == 1 and "CORRUPT" in verify.stdout
+    prune = subprocess.run(["dwc", "records", "prune", "--records", str(tmp_path)], capture_output=True, text=True)
+    assert prune.returncode == 0, prune.stderr
+    assert subprocess.run(["dwc", "records", "verify", "--records", str(tmp_path)]).returncode == 0
+
+
+def test_sigkill_mid_job_keeps_records_and_a_rerun_resumes(tmp_path):
+    """SIGKILL after the first batch leaves a readable file with every finished trial; the same
+    command then finishes the budget (not a new one) and writes the verdict."""
+    command = tune_command(tmp_path, "--trials", "16", "--trials-per-round", "8")
+    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    path = RecordStore(tmp_path, TARGET).path
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and job.poll() is None:
+        if path.is_file() and sum(1 for _ in open(path)) >= 9:  # the hand record and a first round of 8
+            break
+        time.sleep(0.5)
+    assert job.poll() is None, "the job ended before it could be killed"
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    before = RecordStore(tmp_path, TARGET).measurements(SPEC.workload_key)  # every line must parse
+    searched_before = sum(entry["origin"] == "search" for entry in before)
+    assert 1 <= searched_before < 16
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = measurements(lines_of(tmp_path))
+    assert sum(entry["origin"] == "search" for entry in after) == 16
+    assert sum(entry["origin"] == "hand" for entry in after) == 1
+    assert [entry["kind"] for entry in lines_of(tmp_path)].count("verdict") == 1
+
+
+def test_two_concurrent_jobs_on_one_directory_lose_nothing(tmp_path):
+    """Two jobs appending to the same records file at once: every line of both is intact."""
+    jobs = [subprocess.Popen(tune_command(tmp_path, "--trials", "8"), stdout=subprocess.PIPE, stderr=subprocess.PIPE),
+            subprocess.Popen(tune_command(tmp_path, "--trials", "8", input_shape="1,7,7,64", filter_shape="3,3,64,1"),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)]
+    for job in jobs:
+        _, error = job.communicate(timeout=900)
+        assert job.returncode == 0, error[-3000:]
+    entries = lines_of(tmp_path)  # raises if any line was interleaved
+    for spec in (SPEC, OTHER_SPEC):
+        found = measurements(entries, spec.workload_key)
+        assert sum(entry["origin"] == "search" for entry in found) == 8
+        assert sum(1 for entry in entries if entry["kind"] == "verdict" and entry["workload_key"] == spec.workload_key) == 1
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_remote_tuning_through_an_rpc_tracker(tmp_path):
+    """A tracker and a server on 127.0.0.1: the job measures through them (--rpc-tracker/--rpc-key)."""
+    port = _free_port()
+    tracker = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port",
+                                str(port), "--port-end", str(port + 1), "--silent"])
+    server = None
+    try:
+        time.sleep(3)
+        server = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1",
+                                   "--tracker", f"127.0.0.1:{port}", "--key", "dwc-test", "--silent"])
+        time.sleep(5)
+        done = subprocess.run(tune_command(tmp_path, "--trials", "8", "--rpc-tracker", f"127.0.0.1:{port}",
+                                           "--rpc-key", "dwc-test"), capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+        found = measurements(lines_of(tmp_path))
+        assert sum(1 for entry in found if entry["origin"] == "search" and entry["run_secs"]) >= 1
+        assert "tuned" in done.stdout
+    finally:
+        for process in (server, tracker):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=30)
+
+
+def test_tune_errors_name_the_option(tmp_path):
+    """Bad tuning options exit 2 with one line naming the option."""
+    done = subprocess.run(tune_command(tmp_path, "--rpc-tracker", "nowhere"), capture_output=True, text=True)
+    assert done.returncode == 2 and "rpc-tracker" in done.stderr and "Traceback" not in done.stderr
+    done = subprocess.run(["dwc", "tune", "--target", TARGET, "--records", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 2 and "workload" in done.stderr
+    done = subprocess.run(["dwc", "tune", "--target", "aarch64-neon", "--workload", "mbv2-7x7x960-s1", "--trials", "8",
+                           "--records", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 2 and "--rpc-tracker" in done.stderr
