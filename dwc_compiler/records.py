@@ -71,10 +71,14 @@ class RecordStore:
     root: Path
     target: str
     version: str = dataclasses.field(default_factory=tvm_version)
+    shipped: bool = False
 
     @property
     def directory(self) -> Path:
-        """``<root>/<target>/tvm-<version>``."""
+        """``<root>/<target>/tvm-<version>``; for records shipped with dwc, ``<root>/tvm-<version>``
+        with `root` the target's ``records`` folder (``targets/<target>/records``)."""
+        if self.shipped:
+            return Path(self.root) / f"tvm-{self.version}"
         return Path(self.root) / self.target / f"tvm-{self.version}"
 
     @property
@@ -175,18 +179,21 @@ class Choice:
         return "hand schedule (no tuning record)"
 
 
-def choose(workload_key: str, target: str, roots: list[Path]) -> Choice:
+def choose(workload_key: str, target: str, roots: list[Path], shipped_root: Path | None = None) -> Choice:
     """The schedule builds of `workload_key` on `target` should use, from the records under `roots`.
 
     The best measured record is used when it beat the hand schedule: by the job's final
     interleaved re-measurement (its verdict) where there is one, else by the run times measured
-    in the same job. Failed trials are never used.
+    in the same job. Failed trials are never used. `shipped_root` is the target's own
+    ``records`` folder inside dwc, consulted after `roots`.
     """
     best: tuple[float, dict[str, Any], Path] | None = None
     hand_seconds: list[float] = []
     verdicts: list[dict[str, Any]] = []
-    for root in roots:
-        store = RecordStore(root, target)
+    stores = [RecordStore(root, target) for root in roots]
+    if shipped_root is not None:
+        stores.append(RecordStore(shipped_root, target, shipped=True))
+    for store in stores:
         for entry in store.read():
             if entry["workload_key"] != workload_key:
                 continue

@@ -372,7 +372,5 @@ def usable_record(spec: DepthwiseSpec, target: TargetInfo, records_dir: Path | N
     """The record choice for a build (see :func:`dwc_compiler.records.choose`): user's records first, then shipped."""
     from .records import default_records_dir
 
-    roots = [Path(records_dir) if records_dir is not None else default_records_dir()]
-    if target.records_dir is not None:
-        roots.append(target.records_dir)
-    return choose(spec.workload_key, target.name, [root for root in roots if root.is_dir()])
+    root = Path(records_dir) if records_dir is not None else default_records_dir()
+    return choose(spec.workload_key, target.name, [root] if root.is_dir() else [], target.records_dir)

@@ -93,6 +93,26 @@ def _unroll_window(sch, window_row, window_col, spec: DepthwiseSpec) -> None:
         sch.unroll(window_row)
 
 
+def _accumulate_in_registers(sch, conv, tile_loop, spec: DepthwiseSpec, tiling: CpuTiling, tile_loops: int,
+                             multiplier: int = 1) -> None:
+    """The register tile under `tile_loop`: its sums in a ``local`` buffer, the filter window
+    outermost and unrolled around them, the vector lanes innermost.
+
+    Below `tile_loop`, conv's loops end with `tile_loops` tile axes (rows, and columns for
+    NHWC), the vectorized axis, and the two window axes.
+    """
+    sch.compute_at(conv, tile_loop, preserve_unit_loops=True)
+    sch.set_scope(conv, 0, "local")
+    *tile_axes, vector_axis, window_row, window_col = sch.get_loops(conv)[-(tile_loops + 3):]
+    acc_vector, acc_lane, acc_multiple = sch.split(vector_axis, [None, tiling.vector_lanes, multiplier])
+    sch.reorder(window_row, window_col, *tile_axes, acc_vector, acc_multiple, acc_lane)
+    for loop in (*tile_axes, acc_vector, acc_multiple):
+        sch.unroll(loop)
+    sch.vectorize(acc_lane)
+    _unroll_window(sch, window_row, window_col, spec)
+    sch.decompose_reduction(conv, window_row)
+
+
 def _multiplier_major(sch, conv, multiplier: int) -> None:
     """For channel multipliers > 1: make each multiplier's channels contiguous.
 
@@ -126,16 +146,7 @@ def schedule_nhwc(sch, spec: DepthwiseSpec, tiling: CpuTiling):
         sch.unroll(loop)
     sch.vectorize(channel_lane)
 
-    sch.compute_at(conv, col_tile, preserve_unit_loops=True)
-    sch.set_scope(conv, 0, "local")
-    acc_row, acc_col, acc_channel, window_row, window_col = sch.get_loops(conv)[-5:]
-    acc_vector, acc_lane, acc_multiple = sch.split(acc_channel, [None, tiling.vector_lanes, multiplier])
-    sch.reorder(window_row, window_col, acc_row, acc_col, acc_vector, acc_multiple, acc_lane)
-    for loop in (acc_row, acc_col, acc_vector, acc_multiple):
-        sch.unroll(loop)
-    sch.vectorize(acc_lane)
-    _unroll_window(sch, window_row, window_col, spec)
-    sch.decompose_reduction(conv, window_row)
+    _accumulate_in_registers(sch, conv, col_tile, spec, tiling, tile_loops=2, multiplier=multiplier)
     return sch
 
 
@@ -153,16 +164,7 @@ def schedule_nchw(sch, spec: DepthwiseSpec, tiling: CpuTiling):
     sch.unroll(col_vector)
     sch.vectorize(col_lane)
 
-    sch.compute_at(conv, col_block, preserve_unit_loops=True)
-    sch.set_scope(conv, 0, "local")
-    acc_row, acc_col, window_row, window_col = sch.get_loops(conv)[-4:]
-    acc_vector, acc_lane = sch.split(acc_col, [None, tiling.vector_lanes])
-    sch.reorder(window_row, window_col, acc_row, acc_vector, acc_lane)
-    sch.unroll(acc_row)
-    sch.unroll(acc_vector)
-    sch.vectorize(acc_lane)
-    _unroll_window(sch, window_row, window_col, spec)
-    sch.decompose_reduction(conv, window_row)
+    _accumulate_in_registers(sch, conv, col_block, spec, tiling, tile_loops=1)
     return sch
 
 

@@ -77,9 +77,9 @@ class TargetInfo:
 
     @property
     def records_dir(self) -> Path | None:
-        """The records shipped with dwc for this target, if it has a folder."""
+        """The records shipped with dwc for this target (``targets/<name>/records``), if any."""
         folder = Path(str(resources.files(__name__))) / self.name / "records"
-        return folder if folder.parent.is_dir() else None
+        return folder if folder.is_dir() else None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description, as written into module manifests."""
