@@ -71,11 +71,16 @@ def depthwise_conv2d(input: Any, filter: Any, strides: Any, padding: Any,
     return kernel(input, filter)
 
 
+def _dtype_name(array: Any) -> str:
+    """The element type's name of a NumPy array or a DLPack tensor (``torch.float16`` -> ``float16``)."""
+    return str(getattr(array, "dtype", "?")).rsplit(".", 1)[-1]
+
+
 def _compile_for(key, input, filter, strides, padding, data_format, dilations, target):
     from .build import build
 
-    dtype = canonical_dtype(np.dtype(str(input.dtype)) if hasattr(input, "dtype") else None, "input dtype")
-    filter_dtype = canonical_dtype(np.dtype(str(filter.dtype)), "filter dtype")
+    dtype = canonical_dtype(_dtype_name(input), "input dtype")
+    filter_dtype = canonical_dtype(_dtype_name(filter), "filter dtype")
     if filter_dtype != dtype:
         raise InvalidArgumentError(f"filter: dtype {filter_dtype} differs from the input's {dtype}; they must match")
     spec = DepthwiseSpec.create(tuple(input.shape), tuple(filter.shape), strides, padding,
