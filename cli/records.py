@@ -147,19 +147,14 @@ def prune(records_dir: Path | None, target: str | None, keep: int) -> None:
     """
     for store in _stores(records_dir, target):
         entries = store.read()
-        kept_ids = set()
+        kept = {json.dumps(entry, sort_keys=True) for entry in entries
+                if entry["kind"] == "verdict" or entry.get("origin") == "hand"}
         for key in {entry["workload_key"] for entry in entries}:
-            scored = sorted((mean_seconds(entry), id(entry)) for entry in entries
-                            if entry["workload_key"] == key and entry["kind"] == "measurement"
-                            and entry.get("origin") != "hand" and mean_seconds(entry) is not None)
-            kept_ids.update(identity for _, identity in scored[:keep])
-
-        def keep_entry(entry, kept=kept_ids):
-            return entry["kind"] == "verdict" or entry.get("origin") == "hand" or id(entry) in kept
-
-        by_content = {json.dumps(entry, sort_keys=True) for entry in entries if keep_entry(entry)}
-        kept, dropped = store.rewrite(lambda entry: json.dumps(entry, sort_keys=True) in by_content)
-        click.echo(f"{store.path}: kept {kept}, dropped {dropped}")
+            successful = [entry for entry in entries if entry["workload_key"] == key and entry["kind"] == "measurement"
+                          and entry.get("origin") != "hand" and mean_seconds(entry) is not None]
+            kept.update(json.dumps(entry, sort_keys=True) for entry in sorted(successful, key=mean_seconds)[:keep])
+        kept_count, dropped = store.rewrite(lambda entry: json.dumps(entry, sort_keys=True) in kept)
+        click.echo(f"{store.path}: kept {kept_count}, dropped {dropped}")
 
 
 command = group
