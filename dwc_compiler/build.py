@@ -65,6 +65,7 @@ def _choose_schedule(spec: DepthwiseSpec, info: TargetInfo, records, use_records
     """(schedule, name, record description): the best usable tuning record, else the hand schedule."""
     from .schedules import hand_schedule
 
+    choice = None
     if use_records:
         from .tune import schedule_from_record, usable_record
 
@@ -79,10 +80,8 @@ def _choose_schedule(spec: DepthwiseSpec, info: TargetInfo, records, use_records
                 return schedule, choice.record_id, {"id": choice.record_id, "measured_us": choice.measured_us,
                                                     "hand_us": choice.hand_us, "source": str(choice.source),
                                                     "choice": choice.describe()}
-        schedule, name = hand_schedule(spec, info)
-        return schedule, name, {"id": None, "choice": choice.describe()} if choice.record_id else None
     schedule, name = hand_schedule(spec, info)
-    return schedule, name, None
+    return schedule, name, {"id": None, "choice": choice.describe()} if choice and choice.record_id else None
 
 
 def _emulated_kernel(spec: DepthwiseSpec, info: TargetInfo, schedule_name: str, executable):

@@ -31,7 +31,6 @@ from .peers import all_peers
 from .roofline import copy_bandwidth_gbytes_per_s, fma_peak_gflops
 
 CHECK_TOLERANCE = 1e-4  # float32 against float64: any correct implementation is far inside this
-PAUSE_BEFORE_BLOCK_S = 0.005
 
 
 def machine_info() -> dict[str, Any]:
@@ -81,46 +80,32 @@ def _inputs(name: str, seed: int):
     return spec, data, weights
 
 
-def measure_all(threads: int, workload_names: list[str], peer_names: list[str], rounds: int,
-                calls_per_round: int, seed: int = 0) -> dict[str, Any]:
-    """Check, then time every available implementation on each workload, in this process.
-
-    With several implementations they are timed in interleaved blocks of `calls_per_round`
-    calls, a pause before each block letting the previous library's worker threads stop spinning.
-    """
-    peers = [peer for peer in all_peers() if peer.name in peer_names]
-    report: dict[str, Any] = {"versions": {}, "workloads": {}}
-    available = []
-    for peer in peers:
-        reason = peer.unavailable()
-        report["versions"][peer.name] = f"unavailable: {reason}" if reason else peer.version()
-        if not reason:
-            available.append(peer)
+def measure_peer(threads: int, workload_names: list[str], peer_name: str, rounds: int,
+                 calls_per_round: int, seed: int = 0) -> dict[str, Any]:
+    """Check, then time one implementation on each workload, alone in this process."""
+    (peer,) = [candidate for candidate in all_peers() if candidate.name == peer_name]
+    reason = peer.unavailable()
+    report: dict[str, Any] = {"versions": {peer.name: f"unavailable: {reason}" if reason else peer.version()},
+                              "workloads": {}}
+    if reason:
+        return report
     for name in workload_names:
         spec, data, weights = _inputs(name, seed)
-        expected = reference_depthwise(spec, data, weights)
-        entries: dict[str, Any] = {}
-        runs = {}
-        for peer in available:
-            try:
-                prepared = peer.prepare(spec, data, weights, threads)
-                error = max_relative_error(prepared.to_nhwc(prepared.run()), expected)
-            except Exception as exc:  # a peer that cannot run this layer is reported, not fatal
-                entries[peer.name] = {"status": f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"}
-                continue
-            if not error <= CHECK_TOLERANCE:
-                entries[peer.name] = {"status": f"wrong output: max relative error {error:.2e}"}
-                continue
-            for _ in range(10):
-                prepared.run()
-            entries[peer.name] = {"status": "ok", "max_relative_error": error, "samples_us": []}
-            runs[peer.name] = prepared.run
-        for _ in range(rounds):
-            for peer_name, run in runs.items():
-                time.sleep(PAUSE_BEFORE_BLOCK_S)
-                run()
-                entries[peer_name]["samples_us"] += _time_calls(run, calls_per_round)
-        report["workloads"][name] = entries
+        try:
+            prepared = peer.prepare(spec, data, weights, threads)
+            error = max_relative_error(prepared.to_nhwc(prepared.run()), reference_depthwise(spec, data, weights))
+        except Exception as exc:  # a peer that cannot run this layer is reported, not fatal
+            entry = {"status": f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"}
+        else:
+            if error <= CHECK_TOLERANCE:
+                for _ in range(10):
+                    prepared.run()
+                entry = {"status": "ok", "max_relative_error": error,
+                         "samples_us": [sample for _ in range(rounds)
+                                        for sample in _time_calls(prepared.run, calls_per_round)]}
+            else:
+                entry = {"status": f"wrong output: max relative error {error:.2e}"}
+        report["workloads"][name] = {peer.name: entry}
     return report
 
 
@@ -241,7 +226,7 @@ def run_benchmark(workload_names: list[str], threads: list[int], peer_names: lis
         for number in range(passes):
             for name in names:
                 log(f"bench: {count} thread(s): pass {number + 1}/{passes}: {name}")
-                results.append(_in_worker({"kind": "measure", "peers": [name], "threads": count,
+                results.append(_in_worker({"kind": "measure", "peer": name, "threads": count,
                                            "workloads": workload_names, "rounds": rounds,
                                            "calls_per_round": calls_per_round}, max(threads)))
         report["runs"].append(assemble(count, workload_names, roofline, results))
@@ -260,8 +245,8 @@ def _worker(arguments: str) -> None:
     if task["kind"] == "roofline":
         result = measure_roofline(task["threads"], task["workloads"])
     else:
-        result = measure_all(task["threads"], task["workloads"], task["peers"], task["rounds"],
-                             task["calls_per_round"])
+        result = measure_peer(task["threads"], task["workloads"], task["peer"], task["rounds"],
+                              task["calls_per_round"])
     Path(task["out"]).write_text(json.dumps(result))
 
 
