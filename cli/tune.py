@@ -19,6 +19,9 @@ from .options import spec_options
 @functools.partial(spec_options, required=False)
 @click.option("--trials", type=click.IntRange(min=1), default=256, show_default=True,
               help="Search trials per workload (a resumed job counts those already recorded), e.g. 512.")
+@click.option("--patience", type=click.IntRange(min=1), metavar="N",
+              help="End a workload's search once N trials in a row have not beaten its best by 2%, e.g. 64 "
+                   "(default: spend the whole --trials budget).")
 @click.option("--trials-per-round", type=click.IntRange(min=1), default=32, show_default=True,
               help="Candidates measured per search round (records are appended after each), e.g. 16.")
 @click.option("--records", "records_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -27,7 +30,7 @@ from .options import spec_options
               help="Measure on devices registered with this TVM RPC tracker, e.g. 127.0.0.1:9190.")
 @click.option("--rpc-key", metavar="KEY", help="The key those devices registered with, e.g. rasp4.")
 @click.option("--seed", type=int, help="Seed of the search, for repeatable jobs.")
-def command(target_name: str, model: str | None, spec, trials: int, trials_per_round: int, records_dir: Path | None,
+def command(target_name: str, model: str | None, spec, trials: int, patience: int | None, trials_per_round: int, records_dir: Path | None,
             rpc_tracker: str | None, rpc_key: str | None, seed: int | None) -> None:
     """Tune depthwise layers for a target; every measured trial is recorded as it is measured.
 
@@ -40,7 +43,7 @@ def command(target_name: str, model: str | None, spec, trials: int, trials_per_r
     \b
     Examples:
       dwc tune --target x86-avx512 --workload mbv2-56x56x144-s1 --trials 256
-      dwc tune --target x86-avx2 --model mobilenet_v2 --trials 512 --records ./records
+      dwc tune --target x86-avx2 --model mobilenet_v2 --trials 512 --patience 64 --records ./records
       dwc tune --target host --input-shape 1,28,28,192 --filter-shape 3,3,192,1 --trials 64
       dwc tune --target aarch64-neon --workload mbv2-7x7x960-s1 --rpc-tracker 10.0.0.5:9190 --rpc-key rasp4
     """
@@ -58,6 +61,7 @@ def command(target_name: str, model: str | None, spec, trials: int, trials_per_r
     if rpc_tracker or rpc_key:
         rpc = RpcConfig.parse(rpc_tracker or "", rpc_key or "")
     results = tune(workloads, target_name, trials, records_dir, rpc=rpc, seed=seed,
-                   log=lambda line: click.echo(line), trials_per_round=trials_per_round)
+                   log=lambda line: click.echo(line), trials_per_round=trials_per_round,
+                   patience=patience)
     improved = sum(1 for result in results if result.uses_record)
     click.echo(f"{len(results)} workload(s) tuned for {target_name}; {improved} now build from a tuning record")

@@ -2,7 +2,8 @@
 
 An aarch64 module cannot be loaded into this (x86) process. dwc runs it in a small C++ runner
 (``native/aarch64_runner.cc``) cross-compiled for aarch64 against the TVM runtime libraries of
-the aarch64 ``apache-tvm`` wheels, under ``qemu-aarch64``. The runtime libraries and the runner
+the aarch64 ``apache-tvm`` wheels, under ``qemu-aarch64``; ``native/aarch64_rpc_server.cc``
+serves TVM RPC sessions the same way (see ``rpc_qemu``). The runtime libraries and the programs
 are prepared once per TVM version in dwc's cache directory (``$DWC_CACHE``, else
 ``~/.cache/dwc``): the wheels are fetched with pip, the runner built with
 ``aarch64-linux-gnu-g++``.
@@ -33,6 +34,9 @@ AARCH64_SYSROOT = Path("/usr/aarch64-linux-gnu")
 RUNTIME_LIBRARIES = {"tvm/lib/libtvm_runtime.so": "libtvm_runtime.so",
                      "tvm_ffi/lib/libtvm_ffi.so": "libtvm_ffi.so"}
 RUNNER_NAME = "dwc-aarch64-runner"
+RPC_SERVER_NAME = "dwc-aarch64-rpc-server"
+# The programs built for aarch64: installed name -> source in native/.
+PROGRAMS = {RUNNER_NAME: "aarch64_runner.cc", RPC_SERVER_NAME: "aarch64_rpc_server.cc"}
 RUN_TIMEOUT_S = 600
 
 
@@ -77,23 +81,23 @@ def _fetch_runtime_libraries(destination: Path) -> None:
                         (destination / name).write_bytes(archive.read(member))
 
 
-def _build_runner(destination: Path) -> None:
+def _build_program(destination: Path, name: str) -> None:
     import tvm_ffi.libinfo
 
     compiler = require_tool("aarch64-linux-gnu-g++")
-    source = Path(str(resources.files(__package__))) / "native" / "aarch64_runner.cc"
-    output = destination / f".{RUNNER_NAME}.partial"
+    source = Path(str(resources.files(__package__))) / "native" / PROGRAMS[name]
+    output = destination / f".{name}.partial"
     command = [compiler, "-O2", "-std=c++17", str(source), "-o", str(output),
                f"-I{tvm_ffi.libinfo.find_include_path()}", f"-I{tvm_ffi.libinfo.find_dlpack_include_path()}",
                f"-L{destination}", "-ltvm_ffi", "-ldl", "-Wl,-rpath,$ORIGIN"]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
-        raise EmulationError(f"could not build the aarch64 runner: {done.stderr.strip()[-2000:]}")
-    os.replace(output, destination / RUNNER_NAME)
+        raise EmulationError(f"could not build {name} for aarch64: {done.stderr.strip()[-2000:]}")
+    os.replace(output, destination / name)
 
 
 def ensure_aarch64_runtime() -> Path:
-    """The directory holding the aarch64 TVM runtime and dwc's runner, prepared if needed.
+    """The directory holding the aarch64 TVM runtime and dwc's programs, prepared if needed.
 
     Raises:
         MissingToolError: qemu-user, the aarch64 cross toolchain or sysroot is not installed,
@@ -106,15 +110,16 @@ def ensure_aarch64_runtime() -> Path:
         raise MissingToolError("the aarch64 C library is not installed; install it with: "
                                "apt-get install libc6-dev-arm64-cross")
     directory = _runtime_dir()
-    wanted = [directory / name for name in (*RUNTIME_LIBRARIES.values(), RUNNER_NAME)]
+    wanted = [directory / name for name in (*RUNTIME_LIBRARIES.values(), *PROGRAMS)]
     if all(path.is_file() for path in wanted):
         return directory
     directory.mkdir(parents=True, exist_ok=True)
     with FileLock(str(directory / ".lock")):
         if not all((directory / name).is_file() for name in RUNTIME_LIBRARIES.values()):
             _fetch_runtime_libraries(directory)
-        if not (directory / RUNNER_NAME).is_file():
-            _build_runner(directory)
+        for name in PROGRAMS:
+            if not (directory / name).is_file():
+                _build_program(directory, name)
     return directory
 
 

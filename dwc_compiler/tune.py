@@ -2,20 +2,27 @@
 
 For each workload a job:
 1. measures the hand schedule (its trace inside dwc's design space) unless a record of it exists;
-2. runs MetaSchedule's evolutionary search with its XGBoost cost model over the union of dwc's
-   design space (the schedule with its tiling as sampled decisions) and MetaSchedule's generic
-   space, seeded with every record already measured, so a resumed job continues and tuning never
-   ends worse than the hand schedule; every measured candidate is appended to the records as it
-   is measured;
-3. re-measures the best record against the hand schedule in interleaved rounds and writes the
-   verdict that builds follow.
+2. sweeps dwc's own design space (the schedule with its register tiling as perfect-tile
+   decisions) with MetaSchedule's evolutionary search: this space holds tens of points, and in
+   the union below the generic space's far larger population crowds it out;
+3. runs the evolutionary search over the union of dwc's space and MetaSchedule's generic space,
+   its XGBoost cost model first trained on every record already measured, seeded with the best
+   records, until the trial budget is spent or `patience` trials in a row have not beaten the best
+   by more than ``MIN_GAIN``;
+4. re-measures the best record against the hand schedule in interleaved rounds and writes the
+   verdict that builds follow: the record when it is more than ``MIN_GAIN`` faster and not the
+   hand schedule itself (the sweep measures the hand tiling too), else the hand schedule.
 
-Measurement runs locally or on devices registered with TVM's RPC tracker.
+Every measured candidate is appended to the records as it is measured, so a killed job keeps
+them and the same job run again resumes. Measurement runs locally or on devices registered with
+TVM's RPC tracker.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import logging
 import shutil
 import statistics
@@ -31,7 +38,12 @@ from .targets import TargetInfo
 logger = logging.getLogger(__name__)
 
 BUILD_TIMEOUT_S = 120
-FINAL_ROUNDS = 5
+FINAL_ROUNDS = 15
+# A trial improves on the best when it is this much faster (smaller gains are this machine's noise).
+MIN_GAIN = 0.02
+# Trials the sweep of dwc's own space may take (it stops by itself once every point is measured).
+OWN_SPACE_TRIALS = 96
+SPACE_OWN, SPACE_UNION = "dwc", "dwc+generic"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,14 +78,18 @@ class TuneResult:
     tuned_us: float | None
     hand_us: float | None
     uses_record: bool
+    same_as_hand: bool = False
 
     def describe(self) -> str:
         """One line for people."""
         if self.tuned_us is None or self.hand_us is None:
             return f"{self.name}: no successful trial; builds use the hand schedule"
         verdict = f"builds use {self.record_id}" if self.uses_record else "builds keep the hand schedule"
+        if self.same_as_hand:
+            verdict = "the best trial was the hand schedule itself; builds keep it"
         return (f"{self.name}: tuned {self.tuned_us:.1f} us vs hand {self.hand_us:.1f} us "
-                f"({self.hand_us / self.tuned_us:.2f}x) after {self.trials_total} trials; {verdict}")
+                f"({self.hand_us / self.tuned_us:.2f}x) after {self.trials_measured} of at most {self.trials_total} "
+                f"trials; {verdict}")
 
 
 def _build_function(mod, target, _params):
@@ -142,7 +158,8 @@ def _module(spec: DepthwiseSpec):
     return tvm.IRModule({"main": depthwise_prim_func(spec)})
 
 
-def _design_space(spec: DepthwiseSpec, target: TargetInfo):
+def _own_space(spec: DepthwiseSpec, target: TargetInfo, **generator_options):
+    """dwc's schedule for `target` with its tiling as sampled decisions, as a space generator."""
     from tvm.s_tir import meta_schedule as ms
 
     from .schedules import family_module
@@ -152,7 +169,16 @@ def _design_space(spec: DepthwiseSpec, target: TargetInfo):
     def space(sch):
         return rule.design_space(sch, spec, target)
 
-    ours = ms.space_generator.ScheduleFn(space, sch_rules=[], postprocs=[], mutator_probs={})
+    return ms.space_generator.ScheduleFn(space, **generator_options)
+
+
+def _design_space(spec: DepthwiseSpec, target: TargetInfo, space: str):
+    """The space generator named `space`: dwc's own space, or its union with the generic one."""
+    from tvm.s_tir import meta_schedule as ms
+
+    if space == SPACE_OWN:
+        return _own_space(spec, target)
+    ours = _own_space(spec, target, sch_rules=[], postprocs=[], mutator_probs={})
     return ms.space_generator.SpaceGeneratorUnion([ours, ms.space_generator.PostOrderApply()])
 
 
@@ -190,11 +216,30 @@ def _run_inputs(inputs: list[tuple[Any, str | None]], runner) -> list[tuple[list
 
 
 class _Persist:
-    """MeasureCallback body: append each measured candidate to the records, update the progress bar."""
+    """MeasureCallback body: append each measured candidate to the records, update the progress
+    bar, and count the trials since the best time last improved by more than ``MIN_GAIN``."""
 
-    def __init__(self, store: RecordStore, spec: DepthwiseSpec, module, target: TargetInfo, progress) -> None:
+    def __init__(self, store: RecordStore, spec: DepthwiseSpec, module, target: TargetInfo, progress,
+                 best_us: float | None) -> None:
         self.store, self.spec, self.module, self.target, self.progress = store, spec, module, target, progress
-        self.best_us: float | None = None
+        self.best_us = best_us
+        self.space = SPACE_OWN
+        self.trials_since_gain = 0
+        if best_us is not None:
+            progress.set_postfix_str(f"best {best_us:.1f} us")
+
+    def start_phase(self, space: str) -> None:
+        """Measurements from now on come from `space`; the count since the last gain restarts."""
+        self.space, self.trials_since_gain = space, 0
+
+    def note(self, seconds: float | None) -> None:
+        """Count one trial that took `seconds` (None: it failed) towards the best and the gain count."""
+        self.trials_since_gain += 1
+        if seconds is None:
+            return
+        if self.best_us is None or seconds * 1e6 < self.best_us * (1 - MIN_GAIN):
+            self.trials_since_gain = 0
+        self.best_us = min(seconds * 1e6, self.best_us or float("inf"))
 
     def apply(self, measure_candidates, builder_results, runner_results) -> None:
         from tvm.s_tir import meta_schedule as ms
@@ -206,12 +251,10 @@ class _Persist:
             record = ms.database.TuningRecord(candidate.sch.trace, workload, None, self.target.tvm(),
                                               candidate.args_info)
             entry = {"kind": "measurement", "workload_key": self.spec.workload_key, "spec": self.spec.to_dict(),
-                     "trace": record.as_json(), "run_secs": run_secs, "origin": "search",
+                     "trace": record.as_json(), "run_secs": run_secs, "origin": "search", "space": self.space,
                      "error": (built.error_msg or ran.error_msg or None)}
             entries.append(entry)
-            seconds = mean_seconds(entry)
-            if seconds is not None and (self.best_us is None or seconds * 1e6 < self.best_us):
-                self.best_us = seconds * 1e6
+            self.note(mean_seconds(entry))
         self.store.append(entries)
         self.progress.update(len(entries))
         if self.best_us is not None:
@@ -228,6 +271,48 @@ def _measure_callback(persist: _Persist):
             persist.apply(measure_candidates, builder_results, runner_results)
 
     return PersistAndReport()
+
+
+def _scheduler_stopping_when(stale: Callable[[], bool]):
+    """MetaSchedule's task scheduler for one task that ends the search once `stale()` is true
+    (checked after each round's results are in)."""
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir import meta_schedule as ms
+
+    @derived_object
+    class StopWhenStale(ms.task_scheduler.PyTaskScheduler):
+        def next_task_id(self) -> int:
+            task = self._outer().tasks_[0]
+            if task.is_terminated:
+                return -1
+            if task.runner_futures is not None:
+                self.join_running_task(0)  # the measure callbacks run here
+            return -1 if stale() else 0
+
+    return StopWhenStale()
+
+
+def _trained_cost_model(module, records: list[dict[str, Any]], spec: DepthwiseSpec, target: TargetInfo):
+    """MetaSchedule's XGBoost cost model, trained on the measured `records` (its own training
+    only sees what one search measures: without this, a resumed or second search starts blind)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    model = ms.cost_model.XGBModel()
+    candidates, results = [], []
+    for entry in records:
+        seconds = mean_seconds(entry)
+        if seconds is None:
+            continue
+        try:
+            schedule = schedule_from_record(spec, entry)
+        except Exception:  # noqa: BLE001 - a record this TVM cannot replay is skipped, as when seeding
+            continue
+        candidates.append(ms.MeasureCandidate(schedule, ms.arg_info.ArgInfo.from_prim_func(schedule.mod["main"])))
+        results.append(ms.runner.RunnerResult([seconds], None))
+    if candidates:
+        context = ms.TuneContext(mod=module, target=target.tvm(), num_threads=1)
+        model.update(context, candidates, results)
+    return model
 
 
 def _seed_database(module, records: list[dict[str, Any]], target: TargetInfo):
@@ -263,41 +348,91 @@ def schedule_from_record(spec: DepthwiseSpec, entry: dict[str, Any]):
 
 def tune_workload(name: str, spec: DepthwiseSpec, target: TargetInfo, trials: int, records_dir: Path,
                   rpc: RpcConfig | None = None, seed: int | None = None, show_progress: bool = True,
-                  num_trials_per_iter: int = 32) -> TuneResult:
-    """Tune one workload for `target` until `trials` trials are recorded; see the module doc."""
+                  num_trials_per_iter: int = 32, patience: int | None = None) -> TuneResult:
+    """Tune one workload for `target`: at most `trials` search trials recorded in all, the union
+    search ending early once `patience` trials in a row bring no gain; see the module doc."""
     import tqdm
-    from tvm.s_tir import meta_schedule as ms
 
     if trials < 1:
         raise InvalidArgumentError(f"trials: expected a positive number of trials, got {trials}")
+    if patience is not None and patience < 1:
+        raise InvalidArgumentError(f"patience: expected a positive number of trials, got {patience}")
     search_runner = _runner(target, rpc, 10, 3, 50)  # refuses targets that cannot be measured here
     store = RecordStore(records_dir, target.name)
     module = _module(spec)
     builder = _builder(target)
     existing = store.measurements(spec.workload_key)
     if not any(entry.get("origin") == "hand" for entry in existing):
-        hand = hand_schedule_in_space(spec, target)
-        (run_secs, error), = _run_inputs(_build_inputs([hand], target, builder), _runner(target, rpc, 10, 5, 50))
-        store.append([{"kind": "measurement", "workload_key": spec.workload_key, "spec": spec.to_dict(),
-                       "trace": ms.database.TuningRecord(hand.trace, ms.database.Workload(module), None,
-                                                         target.tvm(), None).as_json(),
-                       "run_secs": run_secs, "error": error, "origin": "hand"}])
+        _measure_hand_schedule(spec, target, store, module, builder, rpc)
         existing = store.measurements(spec.workload_key)
     searched = sum(1 for entry in existing if entry.get("origin") == "search")
-    remaining = trials - searched
-    if remaining > 0:
+    if trials - searched > 0:
+        times = [seconds * 1e6 for seconds in map(mean_seconds, existing) if seconds is not None]
         with tempfile.TemporaryDirectory(prefix="dwc-tune-") as work, \
                 tqdm.tqdm(total=trials, initial=searched, desc=name, unit="trial", disable=not show_progress) as bar:
-            persist = _Persist(store, spec, module, target, bar)
-            ms.tune_tir(module, target.tvm(), work, max_trials_global=remaining,
-                        num_trials_per_iter=min(num_trials_per_iter, remaining),
-                        space=_design_space(spec, target), database=_seed_database(module, existing, target),
-                        builder=builder, runner=search_runner,
-                        measure_callbacks=ms.measure_callback.MeasureCallback.create("default")
-                        + [_measure_callback(persist)],
-                        num_tuning_cores=max(target.tvm_target.get("num-cores", 1), 1) if target.family != "cuda" else 1,
-                        seed=seed)
+            persist = _Persist(store, spec, module, target, bar, min(times) if times else None)
+            search = functools.partial(_search, module, target, Path(work), builder, search_runner, persist, seed,
+                                       num_trials_per_iter)
+            if not any(entry.get("space") == SPACE_OWN for entry in existing):
+                persist.start_phase(SPACE_OWN)
+                search(SPACE_OWN, min(OWN_SPACE_TRIALS, trials - searched), existing, stale=lambda: False)
+                existing = store.measurements(spec.workload_key)
+                searched = sum(1 for entry in existing if entry.get("origin") == "search")
+            if trials - searched > 0:
+                persist.start_phase(SPACE_UNION)
+                search(SPACE_UNION, trials - searched, existing,
+                       stale=lambda: patience is not None and persist.trials_since_gain >= patience)
     return _final_verdict(name, spec, target, store, builder, rpc, trials)
+
+
+def _measure_hand_schedule(spec: DepthwiseSpec, target: TargetInfo, store: RecordStore, module, builder,
+                           rpc: RpcConfig | None) -> None:
+    """Measure the hand schedule (as a point of dwc's space) and record it with origin "hand"."""
+    from tvm.s_tir import meta_schedule as ms
+
+    hand = hand_schedule_in_space(spec, target)
+    (run_secs, error), = _run_inputs(_build_inputs([hand], target, builder), _runner(target, rpc, 10, 5, 50))
+    store.append([{"kind": "measurement", "workload_key": spec.workload_key, "spec": spec.to_dict(),
+                   "trace": ms.database.TuningRecord(hand.trace, ms.database.Workload(module), None,
+                                                     target.tvm(), None).as_json(),
+                   "run_secs": run_secs, "error": error, "origin": "hand"}])
+
+
+@contextlib.contextmanager
+def _quiet_meta_schedule():
+    """Keep MetaSchedule's per-round INFO/DEBUG log (statistics tables, XGBoost iterations) off
+    the console while it searches: the progress bar says what matters; warnings still show."""
+    ms_logger = logging.getLogger("tvm.s_tir.meta_schedule")
+
+    def drop_level_advice(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Logging level set to")
+
+    level = ms_logger.level
+    ms_logger.setLevel(logging.WARNING)
+    ms_logger.addFilter(drop_level_advice)
+    try:
+        yield
+    finally:
+        ms_logger.removeFilter(drop_level_advice)
+        ms_logger.setLevel(level)
+
+
+def _search(module, target: TargetInfo, work: Path, builder, runner, persist: _Persist, seed: int | None,
+            num_trials_per_iter: int, space: str, budget: int, records: list[dict[str, Any]],
+            stale: Callable[[], bool]) -> None:
+    """One evolutionary search over `space` of at most `budget` trials, seeded with `records`."""
+    from tvm.s_tir import meta_schedule as ms
+
+    spec = persist.spec
+    with _quiet_meta_schedule():
+        ms.tune_tir(module, target.tvm(), str(work / space), max_trials_global=budget,
+                    num_trials_per_iter=min(num_trials_per_iter, budget),
+                    space=_design_space(spec, target, space), database=_seed_database(module, records, target),
+                    builder=builder, runner=runner, cost_model=_trained_cost_model(module, records, spec, target),
+                    measure_callbacks=ms.measure_callback.MeasureCallback.create("default") + [_measure_callback(persist)],
+                    task_scheduler=_scheduler_stopping_when(stale),
+                    num_tuning_cores=max(target.tvm_target.get("num-cores", 1), 1) if target.family != "cuda" else 1,
+                    seed=seed)
 
 
 def _final_verdict(name: str, spec: DepthwiseSpec, target: TargetInfo, store: RecordStore, builder,
@@ -316,9 +451,14 @@ def _final_verdict(name: str, spec: DepthwiseSpec, target: TargetInfo, store: Re
     if identifier == hand_identifier:
         hand_us = mean_seconds(best) * 1e6
         store.append([{"kind": "verdict", "workload_key": spec.workload_key, "record_id": identifier,
-                       "tuned_us": hand_us, "hand_us": hand_us, "use": "hand"}])
-        return TuneResult(name, spec.workload_key, len(searched), trials, identifier, hand_us, hand_us, False)
+                       "tuned_us": hand_us, "hand_us": hand_us, "use": "hand", "trials": len(searched),
+                       "same_as_hand": True}])
+        return TuneResult(name, spec.workload_key, len(searched), trials, identifier, hand_us, hand_us, False, True)
+    import tvm_ffi
+
     schedules = [schedule_from_record(spec, best), schedule_from_record(spec, hand_entries[0])]
+    # The sweep measures the hand tiling again; if it was the best trial, it is the hand schedule.
+    same_as_hand = bool(tvm_ffi.structural_equal(schedules[0].mod, schedules[1].mod))
     runner = _runner(target, rpc, 20, 5, 50, keep_artifacts=True)
     inputs = _build_inputs(schedules, target, builder)
     samples: list[list[float]] = [[], []]
@@ -334,18 +474,22 @@ def _final_verdict(name: str, spec: DepthwiseSpec, target: TargetInfo, store: Re
     if not samples[0] or not samples[1]:
         raise DwcError(f"{name}: the final re-measurement failed; records kept in {store.path}")
     tuned_us, hand_us = (statistics.median(values) * 1e6 for values in samples)
-    use = "record" if tuned_us < hand_us else "hand"
+    use = "record" if not same_as_hand and tuned_us < hand_us * (1 - MIN_GAIN) else "hand"
     store.append([{"kind": "verdict", "workload_key": spec.workload_key, "record_id": identifier,
-                   "tuned_us": tuned_us, "hand_us": hand_us, "use": use,
-                   "method": f"{FINAL_ROUNDS} interleaved rounds of 5 repeats x 20 runs, medians"}])
-    return TuneResult(name, spec.workload_key, len(searched), trials, identifier, tuned_us, hand_us, use == "record")
+                   "tuned_us": tuned_us, "hand_us": hand_us, "use": use, "trials": len(searched),
+                   "same_as_hand": same_as_hand,
+                   "method": f"{FINAL_ROUNDS} interleaved rounds of 5 repeats x 20 runs, medians; a record is "
+                             f"used when {MIN_GAIN:.0%} faster"}])
+    return TuneResult(name, spec.workload_key, len(searched), trials, identifier, tuned_us, hand_us, use == "record",
+                      same_as_hand)
 
 
 def tune(workloads: dict[str, DepthwiseSpec], target: TargetInfo | str, trials: int,
          records_dir: Path | None = None, rpc: RpcConfig | None = None, seed: int | None = None,
          show_progress: bool = True, log: Callable[[str], None] = logger.info,
-         trials_per_round: int = 32) -> list[TuneResult]:
-    """Tune each of `workloads` (name -> spec) for `target` with a budget of `trials` each.
+         trials_per_round: int = 32, patience: int | None = None) -> list[TuneResult]:
+    """Tune each of `workloads` (name -> spec) for `target` with a budget of `trials` each,
+    ending a workload's search early once `patience` trials in a row bring no gain (None: never).
 
     Records go to `records_dir` (default: ``$DWC_RECORDS`` or the per-user directory), per target
     and TVM version, after every round of `trials_per_round` measurements. Running the same job
@@ -362,7 +506,7 @@ def tune(workloads: dict[str, DepthwiseSpec], target: TargetInfo | str, trials: 
     directory = Path(records_dir) if records_dir is not None else default_records_dir()
     results = []
     for name, spec in workloads.items():
-        result = tune_workload(name, spec, info, trials, directory, rpc, seed, show_progress, trials_per_round)
+        result = tune_workload(name, spec, info, trials, directory, rpc, seed, show_progress, trials_per_round, patience)
         log(result.describe())
         results.append(result)
     return results

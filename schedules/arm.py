@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..compute import accumulator_dtype
 from ..spec import DepthwiseSpec
-from .cpu import CpuTiling, plan_tiling, sample_tiling, schedule_cpu
+from .cpu import CpuTiling, TileSearch, plan_tiling, schedule_cpu
 
 NAME = "hand:arm"
 
@@ -32,4 +32,5 @@ def schedule(sch, spec: DepthwiseSpec, target, tiling: CpuTiling | None = None):
 
 def design_space(sch, spec: DepthwiseSpec, target, use_hand: bool = False):
     """The schedule with its tiling left to MetaSchedule (or fixed to the hand tiling)."""
-    return schedule_cpu(sch, spec, sample_tiling(sch, spec, default_tiling(spec, target), use_hand))
+    hand = default_tiling(spec, target)
+    return schedule_cpu(sch, spec, hand, TileSearch(hand, use_hand))

@@ -45,6 +45,35 @@ class CpuTiling:
         return self.vector_lanes * self.vectors_per_block
 
 
+# The largest register tiles the design space samples (rows, columns, vectors per channel block).
+MAX_SAMPLED_ROWS = 4
+MAX_SAMPLED_COLS = 8
+MAX_SAMPLED_VECTORS = 4
+MAX_SAMPLED_NCHW_ROWS = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class TileSearch:
+    """The register tiling left to MetaSchedule: each tile a ``sample_perfect_tile`` decision
+    on the loop it splits, so the search's tile-size mutator explores it.
+
+    Attributes:
+        hand: the hand tiling, whose values bound the samples from below and seed the search.
+        use_hand: fix every decision to `hand`'s value (the hand schedule as a point of the space).
+    """
+
+    hand: CpuTiling
+    use_hand: bool = False
+
+    def split(self, sch, loop, hand_inner: int, largest_inner: int):
+        """Split `loop` into (outer, inner), the inner extent a sampled exact divisor."""
+        extent = int(sch.get(loop).extent)
+        decision = [extent // hand_inner, hand_inner] if self.use_hand else None
+        factors = sch.sample_perfect_tile(loop, n=2, max_innermost_factor=max(largest_inner, hand_inner),
+                                          decision=decision)
+        return sch.split(loop, factors)
+
+
 def largest_divisor_at_most(extent: int, limit: int) -> int:
     """The largest divisor of `extent` that is <= `limit`."""
     return max(d for d in range(1, min(extent, limit) + 1) if extent % d == 0)
@@ -126,8 +155,18 @@ def _multiplier_major(sch, conv, multiplier: int) -> None:
     sch.transform_layout(conv, ("write", 0), lambda n, i, j, k: (n, i, j, k % multiplier, k // multiplier))
 
 
-def schedule_nhwc(sch, spec: DepthwiseSpec, tiling: CpuTiling):
-    """Row tiles in parallel -> channel blocks -> column tiles; accumulators in registers."""
+def _split_tile(sch, loop, inner: int, search: TileSearch | None, largest_inner: int):
+    """(outer, inner) loops of `loop`: `inner` fixed, or sampled by `search`."""
+    if search is None:
+        return sch.split(loop, [None, inner])
+    return search.split(sch, loop, inner, largest_inner)
+
+
+def schedule_nhwc(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearch | None = None):
+    """Row tiles in parallel -> channel blocks -> column tiles; accumulators in registers.
+
+    With `search`, the register tile (rows, columns, vectors per block) is sampled around `tiling`.
+    """
     sch.compute_inline(sch.get_sblock(BLOCK_PAD))
     conv, epilogue = sch.get_sblock(BLOCK_CONV), sch.get_sblock(BLOCK_EPILOGUE)
     multiplier = spec.multiplier
@@ -135,10 +174,11 @@ def schedule_nhwc(sch, spec: DepthwiseSpec, tiling: CpuTiling):
         _multiplier_major(sch, conv, multiplier)
 
     batch, row, col, channel = sch.get_loops(epilogue)
-    row_tile, row_in_tile = sch.split(row, [None, tiling.tile_rows])
-    channel_block, channel_vector, channel_lane, channel_multiple = sch.split(
-        channel, [None, tiling.vectors_per_block, tiling.vector_lanes, multiplier])
-    col_tile, col_in_tile = sch.split(col, [None, tiling.tile_cols])
+    row_tile, row_in_tile = _split_tile(sch, row, tiling.tile_rows, search, MAX_SAMPLED_ROWS)
+    channel_vectors, channel_lane, channel_multiple = sch.split(channel, [None, tiling.vector_lanes, multiplier])
+    channel_block, channel_vector = _split_tile(sch, channel_vectors, tiling.vectors_per_block, search,
+                                                MAX_SAMPLED_VECTORS)
+    col_tile, col_in_tile = _split_tile(sch, col, tiling.tile_cols, search, MAX_SAMPLED_COLS)
     sch.reorder(batch, row_tile, channel_block, col_tile, row_in_tile, col_in_tile, channel_vector,
                 channel_multiple, channel_lane)
     sch.parallel(sch.fuse(batch, row_tile))
@@ -150,14 +190,18 @@ def schedule_nhwc(sch, spec: DepthwiseSpec, tiling: CpuTiling):
     return sch
 
 
-def schedule_nchw(sch, spec: DepthwiseSpec, tiling: CpuTiling):
-    """Channel planes in parallel -> row tiles -> column vectors; accumulators in registers."""
+def schedule_nchw(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearch | None = None):
+    """Channel planes in parallel -> row tiles -> column vectors; accumulators in registers.
+
+    With `search`, the register tile (rows, vectors per block) is sampled around `tiling`.
+    """
     sch.compute_inline(sch.get_sblock(BLOCK_PAD))
     conv, epilogue = sch.get_sblock(BLOCK_CONV), sch.get_sblock(BLOCK_EPILOGUE)
 
     batch, channel, row, col = sch.get_loops(epilogue)
-    row_tile, row_in_tile = sch.split(row, [None, tiling.tile_rows])
-    col_block, col_vector, col_lane = sch.split(col, [None, tiling.vectors_per_block, tiling.vector_lanes])
+    row_tile, row_in_tile = _split_tile(sch, row, tiling.tile_rows, search, MAX_SAMPLED_NCHW_ROWS)
+    col_vectors, col_lane = sch.split(col, [None, tiling.vector_lanes])
+    col_block, col_vector = _split_tile(sch, col_vectors, tiling.vectors_per_block, search, MAX_SAMPLED_VECTORS)
     sch.reorder(batch, channel, row_tile, col_block, row_in_tile, col_vector, col_lane)
     sch.parallel(sch.fuse(batch, channel))
     sch.unroll(row_in_tile)
@@ -168,35 +212,8 @@ def schedule_nchw(sch, spec: DepthwiseSpec, tiling: CpuTiling):
     return sch
 
 
-def schedule_cpu(sch, spec: DepthwiseSpec, tiling: CpuTiling):
-    """The CPU schedule for `spec`'s layout with `tiling`."""
+def schedule_cpu(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearch | None = None):
+    """The CPU schedule for `spec`'s layout with `tiling` (sampled around it with `search`)."""
     if spec.data_format == "NHWC":
-        return schedule_nhwc(sch, spec, tiling)
-    return schedule_nchw(sch, spec, tiling)
-
-
-ROW_TILE_CHOICES = (1, 2, 3, 4)
-COL_TILE_CHOICES = (1, 2, 3, 4, 5, 6, 7, 8)
-VECTOR_CHOICES = (1, 2, 4)
-NCHW_ROW_TILE_CHOICES = (1, 2, 4, 6, 8)
-
-
-def sample_tiling(sch, spec: DepthwiseSpec, hand: CpuTiling, use_hand: bool = False) -> CpuTiling:
-    """The tiling as MetaSchedule decisions: each a categorical choice among exact divisors.
-
-    With `use_hand`, every decision is fixed to `hand`'s value: the trace of the hand schedule,
-    inside the same design space, which seeds the search so that tuning never ends worse.
-    """
-    def choose(choices: tuple[int, ...], extent: int, hand_value: int):
-        candidates = sorted({value for value in choices if extent % value == 0} | {hand_value})
-        decision = candidates.index(hand_value) if use_hand else None
-        return sch.sample_categorical(candidates, [1.0 / len(candidates)] * len(candidates), decision=decision)
-
-    vector_extent = spec.in_channels if spec.data_format == "NHWC" else spec.out_width
-    vectors = choose(VECTOR_CHOICES, vector_extent // hand.vector_lanes, hand.vectors_per_block)
-    if spec.data_format == "NCHW":
-        rows = choose(NCHW_ROW_TILE_CHOICES, spec.out_height, hand.tile_rows)
-        return CpuTiling(hand.vector_lanes, vectors, rows, 1)
-    rows = choose(ROW_TILE_CHOICES, spec.out_height, hand.tile_rows)
-    cols = choose(COL_TILE_CHOICES, spec.out_width, hand.tile_cols)
-    return CpuTiling(hand.vector_lanes, vectors, rows, cols)
+        return schedule_nhwc(sch, spec, tiling, search)
+    return schedule_nchw(sch, spec, tiling, search)

@@ -1,8 +1,9 @@
 """Tuning jobs and records: a real job, kill and resume, concurrency, corrupt files, isolation.
 
-Each job here is small (8-16 trials on a 14x14x32 layer): these check the machinery, not speed.
+Each job here is small (8-20 trials on 8x8x8 to 14x14x32 layers): these check the machinery, not speed.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -56,8 +57,9 @@ def test_tuning_job_records_every_trial_and_builds_use_the_verdict(tmp_path):
     assert abs(float(kernel(data, weights)[0, 5, 5, 0]) - 9 * 0.125) < 1e-5
 
 
-def _fake_record(spec, run_us, origin="search", use_hand_decisions=False, target=TARGET):
-    """A measurement entry whose trace is a real point of dwc's design space, with a given time."""
+def _fake_record(spec, run_us, origin="search", use_hand_decisions=False, target=TARGET, postprocessed=False):
+    """A measurement entry whose trace is a real point of dwc's design space, with a given time
+    (`postprocessed`: its trace ends with MetaSchedule's post-processing mark, as searched ones do)."""
     import tvm
     from tvm.s_tir import meta_schedule as ms
 
@@ -68,9 +70,88 @@ def _fake_record(spec, run_us, origin="search", use_hand_decisions=False, target
     info = resolve_target(target)
     module = tvm.IRModule({"main": depthwise_prim_func(spec)})
     schedule = family_module(info.family).design_space(tvm.s_tir.Schedule(module), spec, info, use_hand=use_hand_decisions)
+    if postprocessed:
+        schedule.enter_postproc()
     trace = ms.database.TuningRecord(schedule.trace, ms.database.Workload(module), None, info.tvm(), None).as_json()
     return {"kind": "measurement", "workload_key": spec.workload_key, "spec": spec.to_dict(), "trace": trace,
             "run_secs": [run_us * 1e-6] * 3, "error": None, "origin": origin}
+
+
+def _tile_decisions(entry):
+    """The perfect-tile decisions of a dwc-space record, as a hashable point of the space."""
+    (instructions, decisions), *_ = entry["trace"]
+    tiles = {index for index, instruction in enumerate(instructions) if instruction[0] == "SamplePerfectTile"}
+    return tuple(tuple(value) for index, value in decisions if index in tiles)
+
+
+def test_job_sweeps_dwc_space_then_searches_the_union(tmp_path):
+    """A job first measures every point of dwc's own space (8x8x8 on AVX2: rows 1/2/4 x columns
+    1/2/4/8 x one 8-lane vector = 12 tilings), then continues with the union of dwc's and the
+    generic space."""
+    done = subprocess.run(tune_command(tmp_path, "--trials", "20", "--trials-per-round", "8",
+                                       input_shape="1,8,8,8", filter_shape="3,3,8,1"),
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    key = dwc.DepthwiseSpec.create((1, 8, 8, 8), (3, 3, 8, 1), 1, "SAME").workload_key
+    found = measurements(lines_of(tmp_path), key)
+    swept = [entry for entry in found if entry.get("space") == "dwc"]
+    assert len({_tile_decisions(entry) for entry in swept}) == 12 == len(swept)
+    union = [entry for entry in found if entry.get("space") == "dwc+generic"]
+    assert len(union) == 20 - 12
+    assert "MetaSchedule" not in done.stderr and "task_scheduler.cc" not in done.stderr  # its log stays off
+
+
+def test_search_ends_after_the_round_in_which_it_went_stale(tmp_path):
+    """The union search stops at the first round boundary where its stop rule says so."""
+    import tqdm
+
+    from dwc_compiler import tune
+    from dwc_compiler.targets import resolve_target
+
+    target = resolve_target(TARGET)
+    store = RecordStore(tmp_path, TARGET)
+    module = tune._module(SPEC)
+    with tqdm.tqdm(disable=True) as bar:
+        persist = tune._Persist(store, SPEC, module, target, bar, None)
+        persist.start_phase(tune.SPACE_UNION)
+        tune._search(module, target, tmp_path / "work", tune._builder(target), tune._runner(target, None, 1, 1, 1),
+                     persist, 0, 4, tune.SPACE_UNION, 16, [],
+                     stale=lambda: bool(store.measurements(SPEC.workload_key)))  # stale once anything is measured
+    assert 1 <= len(store.measurements(SPEC.workload_key)) <= 4  # one round of at most 4, not 16
+
+
+def test_gain_count_restarts_only_on_a_real_gain():
+    """Trials count towards patience until one beats the best by more than 2%; failures count too."""
+    import tqdm
+
+    from dwc_compiler import tune
+
+    with tqdm.tqdm(disable=True) as bar:
+        persist = tune._Persist(None, SPEC, None, None, bar, 10.0)
+        for seconds in (10.5e-6, None, 9.9e-6):  # slower, failed, 1% faster: no real gain
+            persist.note(seconds)
+        assert persist.trials_since_gain == 3 and persist.best_us == pytest.approx(9.9)
+        persist.note(9.0e-6)
+        assert persist.trials_since_gain == 0 and persist.best_us == pytest.approx(9.0)
+
+
+def test_verdict_keeps_the_hand_schedule_when_the_best_trial_is_the_hand_tiling(tmp_path):
+    """The sweep measures the hand tiling as a search trial too; when that trial is the best (here
+    it claims 0.1 us), the verdict finds it is the hand schedule itself and builds keep the hand."""
+    from dwc_compiler import tune
+    from dwc_compiler.targets import resolve_target
+
+    target = resolve_target(TARGET)
+    store = RecordStore(tmp_path, TARGET)
+    hand = _fake_record(SPEC, 5.0, origin="hand", use_hand_decisions=True)
+    swept = _fake_record(SPEC, 0.1, use_hand_decisions=True, postprocessed=True)  # another trace, same schedule
+    assert record_id(swept["trace"]) != record_id(hand["trace"])
+    store.append([hand, {**swept, "space": "dwc"}])
+    result = tune._final_verdict("layer", SPEC, target, store, tune._builder(target), None, 1)
+    assert result.same_as_hand and not result.uses_record
+    verdict = [entry for entry in store.read() if entry["kind"] == "verdict"][-1]
+    assert verdict["use"] == "hand" and verdict["same_as_hand"] is True
+    assert dwc.build(SPEC, TARGET, records=tmp_path).schedule == "hand:x86"
 
 
 def test_build_applies_a_faster_record_and_never_a_failed_one(tmp_path):
@@ -165,28 +246,56 @@ def _free_port():
         return probe.getsockname()[1]
 
 
-def test_remote_tuning_through_an_rpc_tracker(tmp_path):
-    """A tracker and a server on 127.0.0.1: the job measures through them (--rpc-tracker/--rpc-key)."""
+@contextlib.contextmanager
+def _tracker_with_server(server_command):
+    """A TVM RPC tracker on 127.0.0.1 and a server registered with it; yields the tracker address.
+    `server_command(tracker)` is the server's command line."""
     port = _free_port()
     tracker = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port",
                                 str(port), "--port-end", str(port + 1), "--silent"])
     server = None
     try:
         time.sleep(3)
-        server = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1",
-                                   "--tracker", f"127.0.0.1:{port}", "--key", "dwc-test", "--silent"])
+        server = subprocess.Popen(server_command(f"127.0.0.1:{port}"), stderr=subprocess.DEVNULL)
         time.sleep(5)
-        done = subprocess.run(tune_command(tmp_path, "--trials", "8", "--rpc-tracker", f"127.0.0.1:{port}",
-                                           "--rpc-key", "dwc-test"), capture_output=True, text=True, timeout=900)
-        assert done.returncode == 0, done.stderr[-3000:]
-        found = measurements(lines_of(tmp_path))
-        assert sum(1 for entry in found if entry["origin"] == "search" and entry["run_secs"]) >= 1
-        assert "tuned" in done.stdout
+        yield f"127.0.0.1:{port}"
     finally:
         for process in (server, tracker):
             if process is not None:
                 process.terminate()
                 process.wait(timeout=30)
+
+
+def test_remote_tuning_through_an_rpc_tracker(tmp_path):
+    """A tracker and a server on 127.0.0.1: the job measures through them (--rpc-tracker/--rpc-key)."""
+    server = [sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1", "--key", "dwc-test", "--silent"]
+    with _tracker_with_server(lambda tracker: [*server, "--tracker", tracker]) as tracker:
+        done = subprocess.run(tune_command(tmp_path, "--trials", "8", "--rpc-tracker", tracker, "--rpc-key", "dwc-test"),
+                              capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = measurements(lines_of(tmp_path))
+    assert sum(1 for entry in found if entry["origin"] == "search" and entry["run_secs"]) >= 1
+    assert "tuned" in done.stdout
+
+
+def test_remote_tuning_of_aarch64_through_a_qemu_rpc_server(tmp_path):
+    """aarch64-neon tuned through a tracker and dwc's RPC server whose sessions run under qemu:
+    modules are cross-built here, uploaded, loaded and timed by the aarch64 TVM runtime (the
+    times are qemu's; this checks the path), and the build then applies the verdict."""
+    server = [sys.executable, "-m", "dwc_compiler.rpc_qemu", "--key", "dwc-qemu"]
+    with _tracker_with_server(lambda tracker: [*server, "--tracker", tracker]) as tracker:
+        command = ["dwc", "tune", "--target", "aarch64-neon", "--input-shape", "1,8,8,8", "--filter-shape", "3,3,8,1",
+                   "--trials", "4", "--trials-per-round", "4", "--records", str(tmp_path), "--seed", "0",
+                   "--rpc-tracker", tracker, "--rpc-key", "dwc-qemu"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    spec = dwc.DepthwiseSpec.create((1, 8, 8, 8), (3, 3, 8, 1), 1, "SAME")
+    found = measurements(lines_of(tmp_path, "aarch64-neon"), spec.workload_key)
+    assert [entry["origin"] for entry in found].count("hand") == 1 and found[0]["run_secs"]
+    assert sum(1 for entry in found if entry["origin"] == "search" and entry["run_secs"]) >= 1
+    chosen = choose(spec.workload_key, "aarch64-neon", [tmp_path])
+    kernel = dwc.build(spec, "aarch64-neon", records=tmp_path)
+    assert kernel.schedule == (chosen.record_id if chosen.use_record else "hand:arm")
 
 
 def test_tune_errors_name_the_option(tmp_path):
