@@ -33,4 +33,4 @@ def schedule(sch, spec: DepthwiseSpec, target, tiling: CpuTiling | None = None):
 def design_space(sch, spec: DepthwiseSpec, target, use_hand: bool = False):
     """The schedule with its tiling left to MetaSchedule (or fixed to the hand tiling)."""
     hand = default_tiling(spec, target)
-    return schedule_cpu(sch, spec, hand, TileSearch(hand, use_hand))
+    return schedule_cpu(sch, spec, hand, TileSearch(use_hand))

@@ -58,15 +58,15 @@ class TileSearch:
     on the loop it splits, so the search's tile-size mutator explores it.
 
     Attributes:
-        hand: the hand tiling, whose values bound the samples from below and seed the search.
-        use_hand: fix every decision to `hand`'s value (the hand schedule as a point of the space).
+        use_hand: fix every decision to the hand tiling's value (the hand schedule as a point of
+            the space, whose trace seeds the search).
     """
 
-    hand: CpuTiling
     use_hand: bool = False
 
     def split(self, sch, loop, hand_inner: int, largest_inner: int):
-        """Split `loop` into (outer, inner), the inner extent a sampled exact divisor."""
+        """Split `loop` into (outer, inner), the inner extent an exact divisor sampled up to
+        `largest_inner` (or `hand_inner`, if larger)."""
         extent = int(sch.get(loop).extent)
         decision = [extent // hand_inner, hand_inner] if self.use_hand else None
         factors = sch.sample_perfect_tile(loop, n=2, max_innermost_factor=max(largest_inner, hand_inner),
