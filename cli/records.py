@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import CorruptRecordError, InvalidArgumentError
-from ..records import RECORDS_FILE, RecordStore, choose, default_records_dir, mean_seconds, record_id
+from ..records import RECORDS_FILE, RecordStore, choose, default_records_dir, mean_seconds, record_id, tvm_version
 
 RECORDS_OPTION = click.option(
     "--records", "records_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -62,16 +62,10 @@ def list_records(records_dir: Path | None, target: str | None) -> None:
             ok = [t for t in times if t is not None]
             spec = next((entry.get("spec") for entry in measured if entry.get("spec")), None)
             shape = "x".join(str(v) for v in spec["input_shape"]) if spec else "?"
-            choice = choose(key, store.target, [store.root]) if store.version == _tvm_version() else None
+            choice = choose(key, store.target, [store.root]) if store.version == tvm_version() else None
             best = f"best {min(ok) * 1e6:.1f} us" if ok else "no successful trial"
             uses = f"; builds use {choice.describe()}" if choice else ""
             click.echo(f"  {key}  {shape:16s} {len(measured):4d} trials ({len(measured) - len(ok)} failed), {best}{uses}")
-
-
-def _tvm_version() -> str:
-    from ..records import tvm_version
-
-    return tvm_version()
 
 
 @group.command("show")
@@ -122,8 +116,7 @@ def verify(records_dir: Path | None) -> None:
             click.echo(f"CORRUPT {error}")
             problems += 1
             continue
-        total = sum(1 for line in open(store.path, encoding="utf-8", errors="replace") if line.strip())
-        misfiled = total - len(entries)
+        misfiled = store.line_count() - len(entries)
         if misfiled:
             click.echo(f"MISFILED {store.path}: {misfiled} line(s) of another target or TVM version")
             problems += 1

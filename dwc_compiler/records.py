@@ -141,6 +141,13 @@ class RecordStore:
         return [entry for entry in self.read() if entry["kind"] == "measurement"
                 and entry["workload_key"] == workload_key]
 
+    def line_count(self) -> int:
+        """Non-blank lines in the file, corrupt and misfiled ones included."""
+        if not self.path.is_file():
+            return 0
+        with open(self.path, encoding="utf-8", errors="replace") as stream:
+            return sum(1 for line in stream if line.strip())
+
     def rewrite(self, keep: Any) -> tuple[int, int]:
         """Keep only entries for which ``keep(entry)`` is true, replacing the file atomically.
 
@@ -152,7 +159,7 @@ class RecordStore:
         with self._lock():
             if not self.path.is_file():
                 return 0, 0
-            total = sum(1 for line in open(self.path, encoding="utf-8", errors="replace") if line.strip())
+            total = self.line_count()
             kept = [entry for entry in self.read() if keep(entry)]
             with atomic_path(self.path) as temporary:
                 temporary.write_text("".join(json.dumps(entry, sort_keys=True) + "\n" for entry in kept))

@@ -19,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from .emulation import RPC_SERVER_NAME, ensure_aarch64_runtime, qemu_command
@@ -27,9 +28,9 @@ from .errors import InvalidArgumentError
 logger = logging.getLogger(__name__)
 
 
-def _session_under_qemu(target, connection: socket.socket, address: Any, options: dict[str, Any]) -> None:
-    """Serve one accepted RPC session with the aarch64 program; ends it after its timeout."""
-    runtime = ensure_aarch64_runtime()
+def _session_under_qemu(target, runtime: Path, connection: socket.socket, address: Any,
+                        options: dict[str, Any]) -> None:
+    """Serve one accepted RPC session with the aarch64 program in `runtime`; ends it after its timeout."""
     work_dir = tempfile.mkdtemp(prefix="dwc-rpc-session-")
     descriptor = connection.fileno()
     command = qemu_command(target, runtime) + [str(runtime / RPC_SERVER_NAME), str(descriptor), work_dir]
@@ -63,7 +64,7 @@ def serve(tracker: str, key: str, target_name: str = "aarch64-neon", host: str =
     tracker_host, _, tracker_port = tracker.rpartition(":")
     if not tracker_host or not tracker_port.isdigit():
         raise InvalidArgumentError(f"tracker: expected HOST:PORT such as 127.0.0.1:9190, got {tracker!r}")
-    ensure_aarch64_runtime()  # build the program before the first session, not during it
+    runtime = ensure_aarch64_runtime()  # built once, before the first session
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, port))
@@ -74,7 +75,7 @@ def serve(tracker: str, key: str, target_name: str = "aarch64-neon", host: str =
     # TVM's listen loop does the tracker protocol and the handshake; it calls its module's
     # `_serving` for each accepted session, which here runs the session under qemu.
     tvm_server._serving = lambda connection, address, options, _load_library: _session_under_qemu(
-        target, connection, address, options)
+        target, runtime, connection, address, options)
     tvm_server._listen_loop(listener, bound_port, key, (tracker_host, int(tracker_port)), None, host)
 
 

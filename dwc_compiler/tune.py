@@ -447,17 +447,11 @@ def _final_verdict(name: str, spec: DepthwiseSpec, target: TargetInfo, store: Re
         return TuneResult(name, spec.workload_key, len(searched), trials, None, None, None, False)
     best = min(scored, key=lambda item: item[0])[1]
     identifier = record_id(best["trace"])
-    hand_identifier = record_id(hand_entries[0]["trace"])
-    if identifier == hand_identifier:
-        hand_us = mean_seconds(best) * 1e6
-        store.append([{"kind": "verdict", "workload_key": spec.workload_key, "record_id": identifier,
-                       "tuned_us": hand_us, "hand_us": hand_us, "use": "hand", "trials": len(searched),
-                       "same_as_hand": True}])
-        return TuneResult(name, spec.workload_key, len(searched), trials, identifier, hand_us, hand_us, False, True)
     import tvm_ffi
 
     schedules = [schedule_from_record(spec, best), schedule_from_record(spec, hand_entries[0])]
-    # The sweep measures the hand tiling again; if it was the best trial, it is the hand schedule.
+    # The sweep measures the hand tiling again (under another trace); if that was the best
+    # trial, the record is the hand schedule itself.
     same_as_hand = bool(tvm_ffi.structural_equal(schedules[0].mod, schedules[1].mod))
     runner = _runner(target, rpc, 20, 5, 50, keep_artifacts=True)
     inputs = _build_inputs(schedules, target, builder)
