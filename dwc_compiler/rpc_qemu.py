@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .emulation import RPC_SERVER_NAME, ensure_aarch64_runtime, qemu_command
-from .errors import InvalidArgumentError
+from .errors import DwcError, InvalidArgumentError
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default: any free port)")
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    serve(arguments.tracker, arguments.key, arguments.target, arguments.host, arguments.port)
+    try:
+        serve(arguments.tracker, arguments.key, arguments.target, arguments.host, arguments.port)
+    except DwcError as error:
+        parser.error(str(error))  # one line naming the option, exit status 2
 
 
 if __name__ == "__main__":

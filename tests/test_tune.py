@@ -298,6 +298,15 @@ def test_remote_tuning_of_aarch64_through_a_qemu_rpc_server(tmp_path):
     assert kernel.schedule == (chosen.record_id if chosen.use_record else "hand:arm")
 
 
+def test_qemu_rpc_server_errors_name_the_option():
+    """The qemu RPC server refuses a malformed tracker and a non-aarch64 target in one line, exit 2."""
+    for arguments, expected in ((["--tracker", "nohost"], "tracker: expected HOST:PORT"),
+                                (["--tracker", "127.0.0.1:1", "--target", "x86-avx2"], "target: expected an aarch64")):
+        done = subprocess.run([sys.executable, "-m", "dwc_compiler.rpc_qemu", "--key", "k", *arguments],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and expected in done.stderr and "Traceback" not in done.stderr
+
+
 def test_tune_errors_name_the_option(tmp_path):
     """Bad tuning options exit 2 with one line naming the option."""
     done = subprocess.run(tune_command(tmp_path, "--rpc-tracker", "nowhere"), capture_output=True, text=True)
