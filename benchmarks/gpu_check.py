@@ -98,7 +98,7 @@ def run(directory: Path, results: Path) -> int:
     import torch.nn.functional as functional
 
     import dwc_compiler as dwc
-    from dwc_compiler.reference import max_relative_error
+    from dwc_compiler.ops.compare import max_relative_error
 
     plan = json.loads((directory / "plan.json").read_text())
     golden = np.load(directory / GOLDEN.name)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..build import build as build_kernel
-from ..manifest import manifest_path
+from ..runtime.manifest import manifest_path
 from .options import spec_options
 
 

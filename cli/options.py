@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, Callable
 
 import click
 
 from ..errors import InvalidSpecError
-from ..spec import DATA_FORMATS, DTYPES, DepthwiseSpec
+from ..ops.depthwise import FILTER_FORMATS, DepthwiseSpec
+from ..ops.epilogue import ACTIVATIONS
+from ..ops.tf_params import DATA_FORMATS, DTYPES
 from ..workloads import WORKLOADS, workload
 
 
@@ -57,7 +60,15 @@ def spec_options(command: Callable, required: bool = True) -> Callable:
         click.option("--input-shape", type=IntList(),
                      help="Input shape in the data format's order, e.g. 1,56,56,144 (NHWC) or 1,144,56,56 (NCHW)."),
         click.option("--filter-shape", type=IntList(),
-                     help="Filter shape [height, width, in_channels, multiplier], e.g. 3,3,144,1."),
+                     help="Filter shape in the filter format, e.g. 3,3,144,1 (HWCM: height, width, in_channels, "
+                          "multiplier) or 144,1,3,3 (OIHW)."),
+        click.option("--filter-format", type=click.Choice(tuple(FILTER_FORMATS)), default="HWCM", show_default=True,
+                     help="Filter layout: HWCM [KH,KW,C,M] (TF), OIHW [C*M,1,KH,KW] (PyTorch), "
+                          "GOIHW [C,M,1,KH,KW] (oneDNN)."),
+        click.option("--bias", "with_bias", is_flag=True,
+                     help="The kernel adds a bias of C*M values to the output (fused, no extra pass)."),
+        click.option("--activation", type=click.Choice(ACTIVATIONS), default="none", show_default=True,
+                     help="Activation fused after the bias: none, relu or relu6."),
         click.option("--strides", type=IntList(), default="1,1", show_default=True,
                      help="Row,col strides (e.g. 2,2), or TF's four numbers in the layout (1,2,2,1 for NHWC)."),
         click.option("--padding", type=Padding(), default="SAME", show_default=True,
@@ -71,10 +82,10 @@ def spec_options(command: Callable, required: bool = True) -> Callable:
     ]
 
     @functools.wraps(command)
-    def wrapper(*args, workload_name, input_shape, filter_shape, strides, padding, dilations,
-                data_format, dtype, **kwargs):
+    def wrapper(*args, workload_name, input_shape, filter_shape, filter_format, with_bias, activation, strides,
+                padding, dilations, data_format, dtype, **kwargs):
         if workload_name:
-            spec = workload(workload_name)
+            spec = dataclasses.replace(workload(workload_name), with_bias=with_bias, activation=activation)
         elif not required and input_shape is None and filter_shape is None:
             spec = None
         elif input_shape is None or filter_shape is None:
@@ -83,7 +94,8 @@ def spec_options(command: Callable, required: bool = True) -> Callable:
                 "--filter-shape 3,3,144,1), or --workload NAME")
         else:
             spec = DepthwiseSpec.create(input_shape, filter_shape, strides, padding, data_format,
-                                        dilations, dtype)
+                                        dilations, dtype, filter_format=filter_format, with_bias=with_bias,
+                                        activation=activation)
         return command(*args, spec=spec, **kwargs)
 
     for option in reversed(options):

@@ -7,22 +7,26 @@ from pathlib import Path
 
 import click
 
-from ..errors import CorruptRecordError, InvalidArgumentError
-from ..records import RECORDS_FILE, RecordStore, choose, default_records_dir, mean_seconds, record_id, tvm_version
+from ..errors import CorruptRecordError, InvalidArgumentError, UnknownTargetError
+from ..targets import named_target_names, resolve_target
+from ..tuning.records import (RecordStore, choose, default_records_dir, mean_seconds, record_id, shipped_stores,
+                              stores_for, tvm_version, user_stores)
 
 RECORDS_OPTION = click.option(
     "--records", "records_dir", type=click.Path(file_okay=False, path_type=Path),
     help="Records directory (default: $DWC_RECORDS, else ~/.local/share/dwc/records).")
 
 
-def _stores(records_dir: Path | None, target: str | None) -> list[RecordStore]:
-    root = records_dir or default_records_dir()
-    stores = []
-    for path in sorted(root.glob(f"*/tvm-*/{RECORDS_FILE}")):
-        target_name, version = path.parent.parent.name, path.parent.name.removeprefix("tvm-")
-        if target is None or target == target_name:
-            stores.append(RecordStore(root, target_name, version))
-    return stores
+def _stores(records_dir: Path | None, target: str | None, shipped: bool = True) -> list[RecordStore]:
+    """The user's stores and (with `shipped`) dwc's, of `target` if given."""
+    stores = user_stores(records_dir)
+    if shipped:
+        stores += [store for name in named_target_names() for store in shipped_stores(name)]
+    return [store for store in stores if target is None or store.target == target]
+
+
+def _origin(store: RecordStore) -> str:
+    return "shipped with dwc" if store.shipped else "yours"
 
 
 @click.group("records")
@@ -42,29 +46,38 @@ def group() -> None:
 @RECORDS_OPTION
 @click.option("--target", help="Only this target's records, e.g. x86-avx512.")
 def list_records(records_dir: Path | None, target: str | None) -> None:
-    """One line per (target, TVM version, workload): trials, best time, what builds use.
+    """One line per (target, TVM version, workload): trials, best time, and what builds use.
+
+    Lists your records and those shipped with dwc; "builds use" is the choice a build for that
+    target makes from both (`host` builds use the records of the named target it matches).
 
     \b
     Example:
       dwc records list --target x86-avx512
     """
+    try:
+        host = resolve_target("host")
+        click.echo(f"host builds use the records of: {host.records_target or 'none (no named target matches)'}")
+    except UnknownTargetError:
+        pass
     stores = _stores(records_dir, target)
     if not stores:
-        click.echo(f"no records under {records_dir or default_records_dir()}")
+        click.echo(f"no records under {records_dir or default_records_dir()}, and none shipped with dwc"
+                   + (f" for {target}" if target else ""))
         return
     for store in stores:
         entries = store.read()
         keys = sorted({entry["workload_key"] for entry in entries})
-        click.echo(f"{store.target} (TVM {store.version}): {store.path}")
+        click.echo(f"{store.target} (TVM {store.version}, {_origin(store)}): {store.path}")
         for key in keys:
             measured = [entry for entry in entries if entry["kind"] == "measurement" and entry["workload_key"] == key]
-            times = [mean_seconds(entry) for entry in measured]
-            ok = [t for t in times if t is not None]
+            ok = [seconds for seconds in map(mean_seconds, measured) if seconds is not None]
             spec = next((entry.get("spec") for entry in measured if entry.get("spec")), None)
             shape = "x".join(str(v) for v in spec["input_shape"]) if spec else "?"
-            choice = choose(key, store.target, [store.root]) if store.version == tvm_version() else None
             best = f"best {min(ok) * 1e6:.1f} us" if ok else "no successful trial"
-            uses = f"; builds use {choice.describe()}" if choice else ""
+            uses = ""
+            if store.version == tvm_version():
+                uses = f"; builds use {choose(key, stores_for(store.target, records_dir)).describe()}"
             click.echo(f"  {key}  {shape:16s} {len(measured):4d} trials ({len(measured) - len(ok)} failed), {best}{uses}")
 
 
@@ -102,7 +115,7 @@ def show(workload_key: str, records_dir: Path | None, target: str | None, top: i
 @group.command("verify")
 @RECORDS_OPTION
 def verify(records_dir: Path | None) -> None:
-    """Read every records file strictly; exit 1 if any line is corrupt or misfiled.
+    """Read every records file (yours and dwc's) strictly; exit 1 if any line is corrupt or misfiled.
 
     \b
     Example:
@@ -132,13 +145,14 @@ def verify(records_dir: Path | None) -> None:
 @click.option("--keep", type=click.IntRange(min=1), default=16, show_default=True,
               help="Successful measurements kept per workload (the fastest), besides hand records and verdicts.")
 def prune(records_dir: Path | None, target: str | None, keep: int) -> None:
-    """Drop failed trials, corrupt lines and all but the fastest measurements of each workload.
+    """Drop failed trials, corrupt lines and all but the fastest measurements of each workload
+    (in your records; those shipped with dwc are left as they are).
 
     \b
     Example:
       dwc records prune --keep 8
     """
-    for store in _stores(records_dir, target):
+    for store in _stores(records_dir, target, shipped=False):
         entries = store.read()
         kept = {json.dumps(entry, sort_keys=True) for entry in entries
                 if entry["kind"] == "verdict" or entry.get("origin") == "hand"}

@@ -8,8 +8,8 @@ import click
 import numpy as np
 
 from ..errors import InvalidArgumentError
-from ..manifest import load_kernel
-from ..reference import TOLERANCES, matches_reference, reference_depthwise
+from ..ops.compare import TOLERANCES, matches_reference
+from ..runtime import load
 
 
 def _array(path: Path | None, shape, dtype, rng: np.random.Generator, parameter: str) -> np.ndarray:
@@ -21,50 +21,59 @@ def _array(path: Path | None, shape, dtype, rng: np.random.Generator, parameter:
         raise InvalidArgumentError(f"{parameter}: cannot read {path} as a .npy file ({exc})") from exc
 
 
+def _npy_option(name: str, what: str):
+    return click.option(f"--{name}", f"{name}_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                        help=f"{what} as a .npy file (default: random normal data), e.g. {name[0]}.npy.")
+
+
 @click.command("run")
 @click.argument("module", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--input", "input_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Input as a .npy file (default: random normal data), e.g. x.npy.")
-@click.option("--filter", "filter_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Filter [KH, KW, C, M] as a .npy file (default: random normal data), e.g. w.npy.")
+@_npy_option("input", "Input")
+@_npy_option("filter", "Filter, in the module's filter format,")
+@_npy_option("bias", "Bias of C*M values, for a module built with --bias,")
 @click.option("--save-output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the output to this .npy file, e.g. y.npy.")
 @click.option("--repeats", type=click.IntRange(min=1), default=100, show_default=True,
               help="Timed calls (the median is reported), e.g. --repeats 500.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
-def command(module: Path, input_path: Path | None, filter_path: Path | None, save_output: Path | None,
-            repeats: int, seed: int) -> None:
+def command(module: Path, input_path: Path | None, filter_path: Path | None, bias_path: Path | None,
+            save_output: Path | None, repeats: int, seed: int) -> None:
     """Run an exported module, check it against a float64 reference, and time it.
 
-    Exits with code 1 when the output differs from the reference by more than the dtype's
-    tolerance.
+    Every array the module takes (input, filter and, for a module built with --bias, a bias)
+    is read from its option or made up of random normal data. Exits with code 1 when the
+    output differs from the reference by more than the dtype's tolerance.
 
     \b
     Examples:
       dwc run k.so
       dwc run k.so --input x.npy --filter w.npy --save-output y.npy
+      dwc run fused.so --bias b.npy
       dwc run arm.so            # an aarch64 module runs under qemu-user
     """
-    kernel = load_kernel(module)
+    kernel = load(module)
     spec = kernel.spec
     rng = np.random.default_rng(seed)
-    data = _array(input_path, spec.input_shape, spec.dtype, rng, "input")
-    weights = _array(filter_path, spec.filter_shape, spec.dtype, rng, "filter")
-    output = kernel(data, weights)
+    given = {"input": input_path, "filter": filter_path, "bias": bias_path}
+    inputs = spec.arguments[:-1]
+    if bias_path is not None and "bias" not in [argument.name for argument in inputs]:
+        raise InvalidArgumentError(f"bias: {module.name} was built without a bias (dwc build --bias adds one)")
+    arrays = [_array(given.get(argument.name), argument.shape, argument.dtype, rng, argument.name)
+              for argument in inputs]
+    output = kernel(*arrays)
     if save_output is not None:
         np.save(save_output, output)
-    matches, error = matches_reference(output, reference_depthwise(spec, data, weights), spec.dtype)
+    matches, error = matches_reference(output, spec.reference(*arrays), spec.dtype)
     click.echo(f"module   {module} ({kernel.target.name}, {kernel.schedule})")
     click.echo(f"spec     {spec.describe()}")
     verdict = "OK" if matches else "MISMATCH"
     click.echo(f"check    {verdict}: max relative error {error:.2e} against float64 NumPy "
                f"(tolerance {TOLERANCES[spec.dtype]:.0e})")
+    result = kernel.benchmark(repeats=repeats)
     if kernel.target.runs_natively:
-        result = kernel.benchmark(repeats=repeats)
         click.echo(f"time     median {result.median_us:.1f} us over {result.repeats} calls "
                    f"(min {result.min_us:.1f}), {result.gflops:.1f} GFLOP/s, {result.gbytes_per_s:.1f} GB/s")
     else:
-        result = kernel.benchmark(repeats=2, warmup=0, min_time_s=0)
         click.echo(f"time     median {result.median_us / 1e3:.0f} ms per call under qemu-user emulation "
                    "(process start included; not this CPU's speed)")
     if not matches:

@@ -6,10 +6,31 @@ import functools
 from pathlib import Path
 
 import click
+import tqdm
 
 from ..errors import InvalidSpecError
+from ..tuning import Progress, RpcConfig, TuneJob, tune
 from ..workloads import MODELS, model_workloads, workload
 from .options import spec_options
+
+
+class ProgressBars:
+    """Draws one tqdm bar per workload from the tuning job's progress reports."""
+
+    def __init__(self) -> None:
+        self._bar: tqdm.tqdm | None = None
+
+    def __call__(self, progress: Progress) -> None:
+        if self._bar is None:
+            self._bar = tqdm.tqdm(total=progress.total, initial=progress.measured, desc=progress.workload,
+                                  unit="trial")
+        self._bar.n = progress.measured
+        if progress.best_us is not None:
+            self._bar.set_postfix_str(f"best {progress.best_us:.1f} us", refresh=False)
+        self._bar.refresh()
+        if progress.finished:
+            self._bar.close()
+            self._bar = None
 
 
 @click.command("tune")
@@ -30,15 +51,16 @@ from .options import spec_options
               help="Measure on devices registered with this TVM RPC tracker, e.g. 127.0.0.1:9190.")
 @click.option("--rpc-key", metavar="KEY", help="The key those devices registered with, e.g. rasp4.")
 @click.option("--seed", type=int, help="Seed of the search, for repeatable jobs.")
-def command(target_name: str, model: str | None, spec, trials: int, patience: int | None, trials_per_round: int, records_dir: Path | None,
-            rpc_tracker: str | None, rpc_key: str | None, seed: int | None) -> None:
+def command(target_name: str, model: str | None, spec, trials: int, patience: int | None, trials_per_round: int,
+            records_dir: Path | None, rpc_tracker: str | None, rpc_key: str | None, seed: int | None) -> None:
     """Tune depthwise layers for a target; every measured trial is recorded as it is measured.
 
     The search (MetaSchedule, evolutionary, XGBoost cost model) runs over dwc's own schedule
     with its tiling as decisions, united with MetaSchedule's generic space, and starts from the
     hand schedule, so tuning never ends worse. Each workload ends with the best record
     re-measured against the hand schedule; later builds use whichever was faster. A killed job
-    keeps what it measured; running it again resumes.
+    keeps what it measured; running it again resumes. `--target host` tunes into the records of
+    the named target this machine matches (see `dwc targets`).
 
     \b
     Examples:
@@ -47,8 +69,6 @@ def command(target_name: str, model: str | None, spec, trials: int, patience: in
       dwc tune --target host --input-shape 1,28,28,192 --filter-shape 3,3,192,1 --trials 64
       dwc tune --target aarch64-neon --workload mbv2-7x7x960-s1 --rpc-tracker 10.0.0.5:9190 --rpc-key rasp4
     """
-    from ..tune import RpcConfig, tune
-
     if model and spec is not None:
         raise InvalidSpecError("model: give --model or one workload (--workload / shape options), not both")
     if model:
@@ -60,8 +80,7 @@ def command(target_name: str, model: str | None, spec, trials: int, patience: in
     rpc = None
     if rpc_tracker or rpc_key:
         rpc = RpcConfig.parse(rpc_tracker or "", rpc_key or "")
-    results = tune(workloads, target_name, trials, records_dir, rpc=rpc, seed=seed,
-                   log=lambda line: click.echo(line), trials_per_round=trials_per_round,
-                   patience=patience)
+    job = TuneJob(target_name, trials, records_dir, rpc, seed, trials_per_round, patience)
+    results = tune(workloads, job, progress=ProgressBars(), log=click.echo)
     improved = sum(1 for result in results if result.uses_record)
     click.echo(f"{len(results)} workload(s) tuned for {target_name}; {improved} now build from a tuning record")

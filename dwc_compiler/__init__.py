@@ -19,13 +19,14 @@ from .api import clear_kernel_cache, depthwise_conv2d
 from .build import build
 from .errors import (BuildError, CorruptRecordError, DwcError, IncompatibleModuleError,
                      InvalidArgumentError, InvalidSpecError, MissingToolError, UnknownTargetError)
-from .kernel import Kernel, empty_aligned  # noqa: E402
-from .manifest import load_kernel as load
-from .spec import DepthwiseSpec  # noqa: E402
+from .ops.depthwise import FILTER_FORMATS, DepthwiseSpec  # noqa: E402
+from .ops.epilogue import ACTIVATIONS  # noqa: E402
+from .runtime import Kernel, load  # noqa: E402
+from .runtime.arrays import empty_aligned  # noqa: E402
 from .threads import get_num_threads, num_threads, set_num_threads  # noqa: E402
 
 __all__ = [
-    "__version__", "depthwise_conv2d", "Kernel", "empty_aligned", "set_num_threads", "get_num_threads", "num_threads", "clear_kernel_cache", "build", "load", "DepthwiseSpec",
+    "__version__", "depthwise_conv2d", "Kernel", "empty_aligned", "FILTER_FORMATS", "ACTIVATIONS", "set_num_threads", "get_num_threads", "num_threads", "clear_kernel_cache", "build", "load", "DepthwiseSpec",
     "DwcError", "InvalidSpecError", "InvalidArgumentError", "UnknownTargetError",
     "IncompatibleModuleError", "BuildError", "MissingToolError", "CorruptRecordError",
 ]

@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from .build import build
 from .errors import InvalidArgumentError
-from .spec import DepthwiseSpec, canonical_dtype
+from .ops.depthwise import DepthwiseSpec
+from .ops.tf_params import canonical_dtype
 
 _kernels: dict[tuple, Any] = {}
 _kernels_lock = threading.Lock()
@@ -31,18 +33,20 @@ def _array_of(value: Any, parameter: str) -> Any:
         return value
     try:
         return np.asarray(value)
-    except Exception as exc:
+    except (TypeError, ValueError) as exc:
         raise InvalidArgumentError(f"{parameter}: expected an array, got {type(value).__name__}") from exc
 
 
 def depthwise_conv2d(input: Any, filter: Any, strides: Any, padding: Any,
                      data_format: str | None = "NHWC", dilations: Any = None,
-                     target: str = "host") -> np.ndarray:
-    """``tf.nn.depthwise_conv2d``, compiled by dwc: the same arguments, the same result.
+                     target: str = "host", bias: Any = None, activation: str | None = None,
+                     filter_format: str = "HWCM") -> np.ndarray:
+    """``tf.nn.depthwise_conv2d``, compiled by dwc: the same arguments, the same result, and a
+    fused bias + activation epilogue.
 
     Args:
         input: 4-D array in `data_format` (NumPy, or anything speaking DLPack on the CPU).
-        filter: ``[filter_height, filter_width, in_channels, channel_multiplier]``, same dtype.
+        filter: the filter in `filter_format` (TF's ``[KH, KW, C, M]`` by default), same dtype.
         strides: 4 ints in the layout (TF's ``[1, s, s, 1]``), 2 ints ``(rows, cols)`` or one int.
             Unequal row and column strides are supported (TF's CPU kernel refuses them).
         padding: ``"SAME"``, ``"VALID"`` or TF's explicit list
@@ -50,12 +54,17 @@ def depthwise_conv2d(input: Any, filter: Any, strides: Any, padding: Any,
         data_format: ``"NHWC"`` (default) or ``"NCHW"``.
         dilations: None, or 2 ints (rows, cols) for atrous convolution (strides must then be 1).
         target: a named target (``dwc targets``); ``"host"`` is this machine's CPU.
+        bias: None, or a 1-D array of ``C * M`` values in the input's dtype, added to each output
+            channel inside the kernel.
+        activation: None/``"none"``, ``"relu"`` or ``"relu6"``, applied after the bias inside the kernel.
+        filter_format: ``"HWCM"`` (TF, default), ``"OIHW"`` (PyTorch's ``[C*M, 1, KH, KW]``) or
+            ``"GOIHW"`` (oneDNN's ``[C, M, 1, KH, KW]``); with either data format.
 
     Returns:
         The output as a NumPy array in `data_format`, of the input's dtype.
 
-    The kernel is compiled on first use of each (shapes, parameters, dtype, target) and cached
-    for the life of the process.
+    The kernel is compiled on first use of each (shapes, parameters, dtype, epilogue, target) and
+    cached for the life of the process.
 
     Raises:
         InvalidSpecError, InvalidArgumentError: naming the parameter at fault.
@@ -63,12 +72,15 @@ def depthwise_conv2d(input: Any, filter: Any, strides: Any, padding: Any,
     """
     input = _array_of(input, "input")
     filter = _array_of(filter, "filter")
+    inputs = (input, filter) if bias is None else (input, filter, _array_of(bias, "bias"))
     key = (input.shape, getattr(input, "dtype", None), filter.shape, getattr(filter, "dtype", None),
-           _hashable(strides), _hashable(padding), data_format, _hashable(dilations), target)
+           _hashable(strides), _hashable(padding), data_format, _hashable(dilations), target,
+           bias is None, activation, filter_format)
     kernel = _kernels.get(key)
     if kernel is None:
-        kernel = _compile_for(key, input, filter, strides, padding, data_format, dilations, target)
-    return kernel(input, filter)
+        kernel = _compile_for(key, inputs, strides, padding, data_format, dilations, target, activation,
+                              filter_format)
+    return kernel(*inputs)
 
 
 def _dtype_name(array: Any) -> str:
@@ -76,15 +88,18 @@ def _dtype_name(array: Any) -> str:
     return str(getattr(array, "dtype", "?")).rsplit(".", 1)[-1]
 
 
-def _compile_for(key, input, filter, strides, padding, data_format, dilations, target):
-    from .build import build
-
+def _compile_for(key, inputs, strides, padding, data_format, dilations, target, activation, filter_format):
+    input, filter, *bias = inputs
     dtype = canonical_dtype(_dtype_name(input), "input dtype")
-    filter_dtype = canonical_dtype(_dtype_name(filter), "filter dtype")
-    if filter_dtype != dtype:
-        raise InvalidArgumentError(f"filter: dtype {filter_dtype} differs from the input's {dtype}; they must match")
-    spec = DepthwiseSpec.create(tuple(input.shape), tuple(filter.shape), strides, padding,
-                                data_format, dilations, dtype)
+    for name, array in (("filter", filter), *(("bias", value) for value in bias)):
+        array_dtype = canonical_dtype(_dtype_name(array), f"{name} dtype")
+        if array_dtype != dtype:
+            raise InvalidArgumentError(f"{name}: dtype {array_dtype} differs from the input's {dtype}; they must match")
+    spec = DepthwiseSpec.create(tuple(input.shape), tuple(filter.shape), strides, padding, data_format, dilations,
+                                dtype, filter_format=filter_format, with_bias=bool(bias), activation=activation)
+    if bias and tuple(bias[0].shape) != (spec.out_channels,):
+        raise InvalidArgumentError(
+            f"bias: expected a 1-D array of C*M = {spec.out_channels} values, got shape {list(bias[0].shape)}")
     with _kernels_lock:
         kernel = _kernels.get(key)
         if kernel is None:

@@ -1,4 +1,4 @@
-"""Writing files a user owns so that they are never left half-written."""
+"""Where dwc keeps files, and writing files a user owns so that they are never left half-written."""
 
 from __future__ import annotations
 
@@ -55,3 +55,10 @@ def sha256_of(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: stream.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def cache_dir() -> Path:
+    """dwc's cache directory: ``$DWC_CACHE``, else ``$XDG_CACHE_HOME/dwc``, else ``~/.cache/dwc``."""
+    if os.environ.get("DWC_CACHE"):
+        return Path(os.environ["DWC_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dwc"

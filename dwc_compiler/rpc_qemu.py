@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .emulation import RPC_SERVER_NAME, ensure_aarch64_runtime, qemu_command
+from .runtime.emulated import RPC_SERVER_NAME, ensure_aarch64_runtime, program_file_name, qemu_command
 from .errors import DwcError, InvalidArgumentError
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def _session_under_qemu(target, runtime: Path, connection: socket.socket, addres
     """Serve one accepted RPC session with the aarch64 program in `runtime`; ends it after its timeout."""
     work_dir = tempfile.mkdtemp(prefix="dwc-rpc-session-")
     descriptor = connection.fileno()
-    command = qemu_command(target, runtime) + [str(runtime / RPC_SERVER_NAME), str(descriptor), work_dir]
+    command = qemu_command(target, runtime) + [str(runtime / program_file_name(RPC_SERVER_NAME)), str(descriptor), work_dir]
     logger.info("session from %s served under qemu in %s", address, work_dir)
     process = subprocess.Popen(command, pass_fds=[descriptor])
     try:

@@ -7,7 +7,7 @@ cases that exercise other paths (a 5x5 window, channel multiplier 2, dilation 2,
 from __future__ import annotations
 
 from .errors import InvalidSpecError
-from .spec import DepthwiseSpec
+from .ops.depthwise import DepthwiseSpec
 
 
 def _layer(height: int, width: int, channels: int, stride: int, *, batch: int = 1, kernel: int = 3,

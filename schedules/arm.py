@@ -9,9 +9,11 @@ a real core; these follow the x86 measurements scaled to NEON's register file.)
 
 from __future__ import annotations
 
-from ..compute import accumulator_dtype
-from ..spec import DepthwiseSpec
-from .cpu import CpuTiling, TileSearch, plan_tiling, schedule_cpu
+from typing import Any
+
+from ..ops.depthwise import DepthwiseSpec
+from ..ops.primfunc import accumulator_dtype
+from .cpu import CpuTiling, apply_cpu_rule, plan_tiling
 
 NAME = "hand:arm"
 
@@ -21,16 +23,10 @@ NCHW_TILES = ((4, 1),)
 
 def default_tiling(spec: DepthwiseSpec, target) -> CpuTiling:
     """The hand-picked tiling for `spec` on the ARM `target`."""
-    lanes = target.lanes(accumulator_dtype(spec))
+    lanes = target.lanes(accumulator_dtype(spec.dtype))
     return plan_tiling(spec, lanes, 2, NHWC_TILES if spec.data_format == "NHWC" else NCHW_TILES)
 
 
-def schedule(sch, spec: DepthwiseSpec, target, tiling: CpuTiling | None = None):
-    """Apply the ARM schedule to `sch` (a TensorIR schedule of the depthwise PrimFunc)."""
-    return schedule_cpu(sch, spec, tiling or default_tiling(spec, target))
-
-
-def design_space(sch, spec: DepthwiseSpec, target, use_hand: bool = False):
-    """The schedule with its tiling left to MetaSchedule (or fixed to the hand tiling)."""
-    hand = default_tiling(spec, target)
-    return schedule_cpu(sch, spec, hand, TileSearch(use_hand))
+def apply(func: Any, spec: Any, target: Any, tunable: bool = False, hand_decisions: bool = False):
+    """The arm rule (see ``base.py``): None unless `target` is of the arm family."""
+    return apply_cpu_rule(func, spec, target, "arm", default_tiling, tunable, hand_decisions)

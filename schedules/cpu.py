@@ -6,7 +6,8 @@ make a channel block, how many output columns or rows a register tile holds). Th
 NHWC: row tiles (parallel, fused with batch) -> channel blocks -> tiles of output columns; the
 register tile's accumulators (rows x columns x channel block) live in registers (a ``local``
 buffer) while the filter window is walked, unrolled, with the channel vector innermost.
-Padding is inlined as a bounds test, so no padded copy of the input is made.
+Padding is inlined as a bounds test, so no padded copy of the input is made. The epilogue
+(bias, activation, cast) is applied to each register tile as it is stored.
 
 NCHW: (batch, channel) planes in parallel -> tiles of rows -> vectors of output columns; each
 tile's accumulators (rows x vector) in registers, the window unrolled around them.
@@ -16,8 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..compute import BLOCK_CONV, BLOCK_EPILOGUE, BLOCK_PAD
-from ..spec import DepthwiseSpec
+from typing import Any
+
+from ..ops.depthwise import DepthwiseSpec
+from ..ops.primfunc import BLOCK_CONV, BLOCK_EPILOGUE, BLOCK_PAD
+from .base import as_schedule
 
 # Beyond this many window taps the window's row loop stays a loop (code size, compile time).
 MAX_UNROLLED_TAPS = 25
@@ -142,17 +146,21 @@ def _accumulate_in_registers(sch, conv, tile_loop, spec: DepthwiseSpec, tiling: 
     sch.decompose_reduction(conv, window_row)
 
 
-def _multiplier_major(sch, conv, multiplier: int) -> None:
-    """For channel multipliers > 1: make each multiplier's channels contiguous.
+def _filter_per_multiple(sch, conv, spec: DepthwiseSpec) -> None:
+    """Make the filter taps of one multiple contiguous over channels, as the vectors read them.
 
     Output channel k = c * M + q reads input channel c. Vectors run over c for one q at a time,
-    so input loads stay contiguous; the filter is relaid once per call as [KH, KW, M, C] and
-    the register accumulators as [..., M, C], so taps and sums are contiguous vectors too. Only
-    the final store interleaves the multiples (mult2-28x28x96: 305 us -> 66 us, one thread).
+    so input loads stay contiguous; the filter (in any filter format) is relaid once per call as
+    [KH, KW, M, C] and, for M > 1, the register accumulators as [..., M, C], so taps and sums are
+    contiguous vectors too. Only the final store interleaves the multiples (mult2-28x28x96:
+    305 us -> 66 us, one thread). A TF filter with M = 1 already is [KH, KW, C] and is read as it is.
     """
-    filter_copy = sch.cache_read(conv, 1, "global")
-    sch.transform_layout(filter_copy, ("write", 0), lambda row, col, channel, multiple: (row, col, multiple, channel))
-    sch.transform_layout(conv, ("write", 0), lambda n, i, j, k: (n, i, j, k % multiplier, k // multiplier))
+    multiplier = spec.multiplier
+    if multiplier > 1 or spec.filter_format != "HWCM":
+        filter_copy = sch.cache_read(conv, 1, "global")
+        sch.transform_layout(filter_copy, ("write", 0), spec.filter_index_to_hwmc())
+    if multiplier > 1:
+        sch.transform_layout(conv, ("write", 0), lambda n, i, j, k: (n, i, j, k % multiplier, k // multiplier))
 
 
 def _split_tile(sch, loop, inner: int, search: TileSearch | None, largest_inner: int):
@@ -170,8 +178,7 @@ def schedule_nhwc(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearc
     sch.compute_inline(sch.get_sblock(BLOCK_PAD))
     conv, epilogue = sch.get_sblock(BLOCK_CONV), sch.get_sblock(BLOCK_EPILOGUE)
     multiplier = spec.multiplier
-    if multiplier > 1:
-        _multiplier_major(sch, conv, multiplier)
+    _filter_per_multiple(sch, conv, spec)
 
     batch, row, col, channel = sch.get_loops(epilogue)
     row_tile, row_in_tile = _split_tile(sch, row, tiling.tile_rows, search, MAX_SAMPLED_ROWS)
@@ -217,3 +224,14 @@ def schedule_cpu(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearch
     if spec.data_format == "NHWC":
         return schedule_nhwc(sch, spec, tiling, search)
     return schedule_nchw(sch, spec, tiling, search)
+
+
+def apply_cpu_rule(func: Any, spec: Any, target: Any, family: str, default_tiling, tunable: bool,
+                   hand_decisions: bool):
+    """The body of the x86 and ARM rules: `default_tiling(spec, target)` applied to `func`
+    (left to MetaSchedule around it when `tunable`), or None when `target` is not of `family`
+    or `spec` is not a depthwise convolution."""
+    if target.family != family or not isinstance(spec, DepthwiseSpec):
+        return None
+    search = TileSearch(use_hand=hand_decisions) if tunable else None
+    return schedule_cpu(as_schedule(func), spec, default_tiling(spec, target), search)

@@ -7,15 +7,19 @@ its tile in shared memory, cooperatively and with 16-byte loads where the channe
 read from global memory once per block. Then each thread accumulates a small register tile
 (a few output pixels by one 16-byte vector of channels, or a few columns in NCHW) over the
 unrolled filter window, and writes it back with vector stores. Tiles are sized to divide the
-output exactly and to fit the target's shared memory.
+output exactly and to fit the target's shared memory. The epilogue (bias, activation, cast) is
+applied in registers as each thread stores its outputs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from ..compute import BLOCK_CONV, BLOCK_EPILOGUE, BLOCK_PAD
-from ..spec import DepthwiseSpec
+from typing import Any
+
+from ..ops.depthwise import DepthwiseSpec
+from ..ops.primfunc import BLOCK_CONV, BLOCK_EPILOGUE, BLOCK_PAD
+from .base import as_schedule
 from .cpu import largest_divisor_at_most, vector_lanes_for
 
 NAME = "hand:cuda"
@@ -154,15 +158,14 @@ def schedule_nchw(sch, spec: DepthwiseSpec, tiling: CudaTiling):
     return sch
 
 
-def schedule(sch, spec: DepthwiseSpec, target, tiling: CudaTiling | None = None):
-    """Apply the CUDA schedule to `sch` (a TensorIR schedule of the depthwise PrimFunc)."""
-    tiling = tiling or plan_tiling(spec, target)
+def apply(func: Any, spec: Any, target: Any, tunable: bool = False, hand_decisions: bool = False):
+    """The CUDA rule (see ``base.py``): None unless `target` is a CUDA target. Its design space
+    is a single point, the hand tiling (the generic space that tuning unites with it supplies
+    the alternatives), so `tunable` changes nothing."""
+    if target.family != "cuda" or not isinstance(spec, DepthwiseSpec):
+        return None
+    sch = as_schedule(func)
+    tiling = plan_tiling(spec, target)
     if spec.data_format == "NHWC":
         return schedule_nhwc(sch, spec, tiling)
     return schedule_nchw(sch, spec, tiling)
-
-
-def design_space(sch, spec: DepthwiseSpec, target, use_hand: bool = False):
-    """The CUDA schedule as a design space: a single point, the hand tiling (the generic space
-    that tuning unites with it supplies the alternatives)."""
-    return schedule(sch, spec, target)

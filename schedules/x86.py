@@ -12,9 +12,11 @@ never better. NCHW vectorizes along output columns instead, with 4 rows per regi
 
 from __future__ import annotations
 
-from ..compute import accumulator_dtype
-from ..spec import DepthwiseSpec
-from .cpu import CpuTiling, TileSearch, plan_tiling, schedule_cpu
+from typing import Any
+
+from ..ops.depthwise import DepthwiseSpec
+from ..ops.primfunc import accumulator_dtype
+from .cpu import CpuTiling, apply_cpu_rule, plan_tiling
 
 NAME = "hand:x86"
 
@@ -25,19 +27,13 @@ NCHW_TILES = ((4, 1),)
 
 def default_tiling(spec: DepthwiseSpec, target) -> CpuTiling:
     """The hand-picked tiling for `spec` on the x86 `target`."""
-    lanes = target.lanes(accumulator_dtype(spec))
+    lanes = target.lanes(accumulator_dtype(spec.dtype))
     if spec.data_format == "NCHW":
         return plan_tiling(spec, lanes, 1, NCHW_TILES)
     small_window = spec.filter_height * spec.filter_width <= 9 and spec.dilations == (1, 1)
     return plan_tiling(spec, lanes, 1, SMALL_WINDOW_TILES if small_window else LARGE_WINDOW_TILES)
 
 
-def schedule(sch, spec: DepthwiseSpec, target, tiling: CpuTiling | None = None):
-    """Apply the x86 schedule to `sch` (a TensorIR schedule of the depthwise PrimFunc)."""
-    return schedule_cpu(sch, spec, tiling or default_tiling(spec, target))
-
-
-def design_space(sch, spec: DepthwiseSpec, target, use_hand: bool = False):
-    """The schedule with its tiling left to MetaSchedule (or fixed to the hand tiling)."""
-    hand = default_tiling(spec, target)
-    return schedule_cpu(sch, spec, hand, TileSearch(use_hand))
+def apply(func: Any, spec: Any, target: Any, tunable: bool = False, hand_decisions: bool = False):
+    """The x86 rule (see ``base.py``): None unless `target` is of the x86 family."""
+    return apply_cpu_rule(func, spec, target, "x86", default_tiling, tunable, hand_decisions)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything dwc's tests need on a fresh Debian/Ubuntu machine:
 #  - system packages: the aarch64 cross toolchain and qemu-user (ARM modules are built and run here),
-#  - dwc itself, editable, with its test extras (TVM pinned as pyproject.toml says),
+#  - dwc itself, editable, with its test extras and PyTorch (the CPU build, pinned: the tests of the
+#    OIHW filter format and of the PyTorch integration run against it),
 #  - the aarch64 TVM runtime and dwc's qemu runner, prepared once in dwc's cache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,5 +21,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-python -m pip install -q --disable-pip-version-check -e ".[test]"
-python -c "from dwc_compiler.emulation import ensure_aarch64_runtime as e; print('install-test-deps: aarch64 runtime in', e())"
+python -m pip install -q --disable-pip-version-check -e ".[test,torch]"
+python -c "from dwc_compiler.runtime.emulated import ensure_aarch64_runtime as e; print('install-test-deps: aarch64 runtime in', e())"

@@ -2,8 +2,9 @@
 
 A target says what TVM compiles for (its target dict), which schedule family applies, the SIMD
 width the schedules vectorize to, which CPU features a machine needs to run its modules, and
-how to export (a cross compiler for foreign architectures). ``host`` is resolved here, at run
-time, to the running CPU.
+how to export (a cross compiler for foreign architectures), and whose tuning records its builds
+use. ``host`` is resolved here, at run time, to the running CPU, and uses the records of the
+named target it matches (an AVX-512 machine those of ``x86-avx512``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..cuda_driver import gpu_present
 from ..errors import UnknownTargetError
 from ..threads import usable_cores
 
@@ -45,6 +47,8 @@ class TargetInfo:
         cross_compiler: the compiler that links exported modules, when not the host's.
         qemu_cpu: the CPU model qemu-user emulates for this target's modules.
         resolved_from: for ``host``, the CPU it was resolved to.
+        records_target: the named target whose tuning records builds for this one use (its own
+            name for a named target; for ``host``, the named target it matches; None if none).
     """
 
     name: str
@@ -58,6 +62,7 @@ class TargetInfo:
     qemu_cpu: str | None = None
     resolved_from: str | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    records_target: str | None = None
 
     def lanes(self, dtype: str) -> int:
         """SIMD lanes of `dtype` in one vector register of this target."""
@@ -74,12 +79,6 @@ class TargetInfo:
     def runs_natively(self) -> bool:
         """True when modules for this target run in this process on this machine."""
         return self.arch == platform.machine()
-
-    @property
-    def records_dir(self) -> Path | None:
-        """The records shipped with dwc for this target (``targets/<name>/records``), if any."""
-        folder = Path(str(resources.files(__name__))) / self.name / "records"
-        return folder if folder.is_dir() else None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description, as written into module manifests."""
@@ -115,17 +114,34 @@ def _resolve_host() -> TargetInfo:
         vector_bits, family, isa = 128, "arm", _ARM_ISA_FLAGS
     else:
         raise UnknownTargetError(f"target: 'host' is not supported on {machine}; dwc runs on x86_64 and aarch64")
+    matched = _matching_named_target(
+        lambda named: (named.arch == machine and named.family == family and named.vector_bits == vector_bits
+                       and all(flag in flags for flag in named.required_cpu_flags)),
+        lambda named: named.tvm_target.get("mcpu") == cpu)
     return TargetInfo(
-        name=HOST, description=f"this machine: {machine} {cpu}, {vector_bits}-bit vectors",
+        name=HOST, description=f"this machine: {machine} {cpu}, {vector_bits}-bit vectors"
+                               + (f"; uses {matched}'s tuning records" if matched else ""),
         family=family, arch=machine, vector_bits=vector_bits,
         tvm_target={"kind": "llvm", "mcpu": cpu, "num-cores": usable_cores()},
-        required_cpu_flags=tuple(sorted(flag for flag in isa if flag in flags)), resolved_from=cpu)
+        required_cpu_flags=tuple(sorted(flag for flag in isa if flag in flags)), resolved_from=cpu,
+        records_target=matched)
+
+
+def _matching_named_target(fits, exact) -> str | None:
+    """The named target a resolved one uses the records of: among those that `fits`, one that is
+    `exact` (the same CPU model), else the most specific (most required CPU features), a generic
+    one (no ``mcpu``) before a named core."""
+    candidates = [named for named in map(_load_named, named_target_names()) if fits(named)]
+    if not candidates:
+        return None
+    exact_ones = [named for named in candidates if exact(named)]
+    if exact_ones:
+        return exact_ones[0].name
+    return max(candidates, key=lambda named: (len(named.required_cpu_flags), "mcpu" not in named.tvm_target)).name
 
 
 def _resolve_host_gpu() -> TargetInfo:
     import tvm
-
-    from ..cuda_runtime import gpu_present
 
     if not gpu_present():
         raise UnknownTargetError(
@@ -140,7 +156,8 @@ def _resolve_host_gpu() -> TargetInfo:
                     "max_num_threads": device.max_threads_per_block,
                     "max_shared_memory_per_block": device.max_shared_memory_per_block,
                     "thread_warp_size": device.warp_size, "registers_per_block": 65536, "host": {"kind": "llvm"}},
-        resolved_from=device.device_name, extra={"sm": sm})
+        resolved_from=device.device_name, extra={"sm": sm},
+        records_target=_matching_named_target(lambda named: named.extra.get("sm") == sm, lambda named: True))
 
 
 def _load_named(name: str) -> TargetInfo:
@@ -153,25 +170,41 @@ def _load_named(name: str) -> TargetInfo:
     extra = {key: value for key, value in data.items() if key not in known}
     fields = {key: value for key, value in data.items() if key in known}
     fields["required_cpu_flags"] = tuple(fields.get("required_cpu_flags", ()))
-    return TargetInfo(name=name, tvm_target=tvm_target, extra=extra, **fields)
+    return TargetInfo(name=name, tvm_target=tvm_target, extra=extra, records_target=name, **fields)
+
+
+def named_target_names() -> list[str]:
+    """The named targets (every one with a folder here), sorted."""
+    root = Path(str(resources.files(__name__)))
+    return sorted(entry.name for entry in root.iterdir() if (entry / "target.json").is_file())
 
 
 def target_names() -> list[str]:
     """Every target name, ``host`` and ``host-gpu`` first."""
-    root = Path(str(resources.files(__name__)))
-    named = sorted(entry.name for entry in root.iterdir() if (entry / "target.json").is_file())
-    return [HOST, HOST_GPU] + named
+    return [HOST, HOST_GPU] + named_target_names()
 
 
-@functools.lru_cache(maxsize=None)
-def resolve_target(name: str) -> TargetInfo:  # cached: a target does not change within a process
-    """The target called `name`.
+def shipped_records_dir(name: str) -> Path | None:
+    """The records shipped with dwc for the named target `name` (``targets/<name>/records``), if any."""
+    folder = Path(str(resources.files(__name__))) / name / "records"
+    return folder if folder.is_dir() else None
+
+
+def resolve_target(target: "str | TargetInfo") -> TargetInfo:
+    """The target called `target` (a TargetInfo is returned as it is).
 
     Raises:
         UnknownTargetError: naming the accepted target names.
     """
-    if not isinstance(name, str):
-        raise UnknownTargetError(f"target: expected a target name (one of {', '.join(target_names())}), got {name!r}")
+    if isinstance(target, TargetInfo):
+        return target
+    if not isinstance(target, str):
+        raise UnknownTargetError(f"target: expected a target name (one of {', '.join(target_names())}), got {target!r}")
+    return _resolve_name(target)
+
+
+@functools.lru_cache(maxsize=None)
+def _resolve_name(name: str) -> TargetInfo:  # cached: a target does not change within a process
     if name == HOST:
         return _resolve_host()
     if name == HOST_GPU:

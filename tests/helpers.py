@@ -9,30 +9,38 @@ from pathlib import Path
 import numpy as np
 
 import dwc_compiler as dwc
-from dwc_compiler.reference import TOLERANCES, max_relative_error, reference_depthwise
+from dwc_compiler.ops.compare import TOLERANCES, max_relative_error
+from dwc_compiler.ops.depthwise import filter_from_hwcm
 
 GOLDEN_PATH = Path(__file__).parent / "data" / "golden" / "tf_depthwise_cases.npz"
 
 
-def random_inputs(spec: dwc.DepthwiseSpec, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Random normal input and filter for `spec`."""
+def random_inputs(spec, seed: int = 0) -> list[np.ndarray]:
+    """Random normal arrays for every input argument of `spec` (input, filter, bias, ...)."""
     rng = np.random.default_rng(seed)
-    return (rng.standard_normal(spec.input_shape).astype(spec.dtype),
-            rng.standard_normal(spec.filter_shape).astype(spec.dtype))
+    return [rng.standard_normal(argument.shape).astype(argument.dtype) for argument in spec.arguments[:-1]]
 
 
 def check_against_reference(input_shape, filter_shape, strides=1, padding="SAME", data_format="NHWC",
-                            dilations=None, dtype="float32", target="host", seed=0) -> float:
+                            dilations=None, dtype="float32", target="host", seed=0, *, bias=False,
+                            activation=None, filter_format="HWCM") -> float:
     """Run dwc's API on fresh random data and assert it matches the float64 reference.
 
+    `filter_shape` is TF's ``[KH, KW, C, M]``; the filter is passed in `filter_format`, and the
+    result is compared with the reference of the TF-format spec (so every format is held to TF).
     Returns the max relative error, for messages.
     """
-    spec = dwc.DepthwiseSpec.create(input_shape, filter_shape, strides, padding, data_format, dilations, dtype)
-    data, weights = random_inputs(spec, seed)
-    actual = dwc.depthwise_conv2d(data, weights, strides, padding, data_format, dilations, target=target)
-    assert actual.shape == spec.output_shape and actual.dtype == np.dtype(dtype)
-    error = max_relative_error(actual, reference_depthwise(spec, data, weights))
-    assert error <= TOLERANCES[dtype], f"{spec.describe()} on {target}: max relative error {error:.3g}"
+    tf_spec = dwc.DepthwiseSpec.create(input_shape, filter_shape, strides, padding, data_format, dilations, dtype,
+                                       with_bias=bias, activation=activation)
+    data, weights, *bias_values = random_inputs(tf_spec, seed)
+    passed_filter = filter_from_hwcm(weights, filter_format)
+    actual = dwc.depthwise_conv2d(data, passed_filter, strides, padding, data_format, dilations, target=target,
+                                  bias=bias_values[0] if bias else None, activation=activation,
+                                  filter_format=filter_format)
+    assert actual.shape == tf_spec.output_shape and actual.dtype == np.dtype(dtype)
+    error = max_relative_error(actual, tf_spec.reference(data, weights, *bias_values))
+    assert error <= TOLERANCES[dtype], (
+        f"{tf_spec.describe()} ({filter_format} filter) on {target}: max relative error {error:.3g}")
     return error
 
 

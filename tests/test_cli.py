@@ -34,7 +34,6 @@ def test_run_with_given_inputs(tmp_path):
     import numpy as np
 
     from dwc_compiler import DepthwiseSpec
-    from dwc_compiler.reference import reference_depthwise
 
     assert dwc("build", "--workload", "mbv2-7x7x960-s1", "-o", "w.so", cwd=tmp_path).returncode == 0
     spec = DepthwiseSpec.create((1, 7, 7, 960), (3, 3, 960, 1), 1, "SAME")
@@ -45,7 +44,7 @@ def test_run_with_given_inputs(tmp_path):
     ran = dwc("run", "w.so", "--input", "x.npy", "--filter", "w.npy", "--save-output", "y.npy",
               "--repeats", "5", cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr
-    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), reference_depthwise(spec, x, w), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), spec.reference(x, w), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("args, parameter", [

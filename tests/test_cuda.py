@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(shutil.which("nvcc") is None, reason="CUDA build
 
 
 def _gpu_present():
-    from dwc_compiler.cuda_runtime import gpu_present
+    from dwc_compiler.cuda_driver import gpu_present
 
     return gpu_present()
 
@@ -93,10 +93,10 @@ def test_runtime_only_load(tmp_path):
         "    k = dwc.load(sys.argv[1])\n"
         "except dwc.IncompatibleModuleError as error:\n"
         "    print('refused:', error); sys.exit(0)\n"
-        "from dwc_compiler.reference import reference_depthwise, max_relative_error\n"
+        "from dwc_compiler.ops.compare import max_relative_error\n"
         "x = np.random.rand(*k.spec.input_shape).astype('float32')\n"
         "w = np.random.rand(*k.spec.filter_shape).astype('float32')\n"
-        "print('ran:', max_relative_error(k(x, w), reference_depthwise(k.spec, x, w)))\n")
+        "print('ran:', max_relative_error(k(x, w), k.spec.reference(x, w)))\n")
     done = subprocess.run([sys.executable, "-c", program, str(library)], capture_output=True, text=True,
                           timeout=300, env=dict(os.environ, TVM_USE_RUNTIME_LIB="1"))
     assert done.returncode == 0, done.stderr

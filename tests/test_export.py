@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import dwc_compiler as dwc
-from dwc_compiler.manifest import manifest_path
+from dwc_compiler.runtime.manifest import manifest_path
 
 SPEC = dwc.DepthwiseSpec.create((1, 10, 10, 16), (3, 3, 16, 2), 2, "SAME", dtype="float32")
 
@@ -31,12 +31,12 @@ def test_round_trip_in_a_fresh_process(exported):
     """A module exported here loads and computes correctly in a new Python process."""
     program = (
         "import sys, numpy as np, dwc_compiler as dwc\n"
-        "from dwc_compiler.reference import reference_depthwise, max_relative_error\n"
+        "from dwc_compiler.ops.compare import max_relative_error\n"
         "k = dwc.load(sys.argv[1])\n"
         "rng = np.random.default_rng(1)\n"
         "x = rng.standard_normal(k.spec.input_shape).astype('float32')\n"
         "w = rng.standard_normal(k.spec.filter_shape).astype('float32')\n"
-        "print(k.spec.workload_key, k.schedule, max_relative_error(k(x, w), reference_depthwise(k.spec, x, w)))\n")
+        "print(k.spec.workload_key, k.schedule, max_relative_error(k(x, w), k.spec.reference(x, w)))\n")
     done = subprocess.run([sys.executable, "-c", program, str(exported)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     key, schedule, error = done.stdout.split()
@@ -79,11 +79,9 @@ def test_load_refuses_with_a_reason(exported, tmp_path, damage, message):
 
 def test_load_refuses_another_spec(exported):
     """load(path, expected_spec) refuses a module built for a different convolution."""
-    from dwc_compiler.manifest import load_kernel
-
     other = dwc.DepthwiseSpec.create((1, 10, 10, 16), (3, 3, 16, 2), 1, "SAME")
     with pytest.raises(dwc.IncompatibleModuleError, match="not the requested"):
-        load_kernel(exported, expected_spec=other)
+        dwc.load(exported, expected_spec=other)
 
 
 def test_failed_export_leaves_the_old_file_intact(exported, tmp_path, monkeypatch):
@@ -92,11 +90,11 @@ def test_failed_export_leaves_the_old_file_intact(exported, tmp_path, monkeypatc
     before = library.read_bytes()
     kernel = dwc.build(SPEC, "host")
 
-    def broken_write(destination):
+    def broken_write(loaded, target, destination):
         destination.write_bytes(b"half a library")
         raise dwc.BuildError("link failed")
 
-    monkeypatch.setattr(kernel, "_write_library", broken_write)
+    monkeypatch.setattr(kernel.runtime, "write_library", broken_write)
     with pytest.raises(dwc.BuildError):
         kernel.export(library)
     assert library.read_bytes() == before

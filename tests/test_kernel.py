@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import dwc_compiler as dwc
-from dwc_compiler.reference import max_relative_error, reference_depthwise
+from dwc_compiler.ops.compare import max_relative_error
 
 from helpers import random_inputs
 
@@ -17,7 +17,7 @@ def kernel():
 
 
 def _expected(data, weights):
-    return reference_depthwise(SPEC, data, weights)
+    return SPEC.reference(data, weights)
 
 
 def _misaligned(array: np.ndarray, offset_elements: int = 1) -> np.ndarray:

@@ -5,7 +5,8 @@ import re
 import pytest
 
 import dwc_compiler as dwc
-from dwc_compiler.schedules import hand_schedule
+from dwc_compiler.ops.primfunc import prim_func
+from dwc_compiler.schedules import apply_rules
 from dwc_compiler.targets import resolve_target
 
 
@@ -14,7 +15,7 @@ def loops_of(spec, target_name):
     import tvm
     import tvm_ffi
 
-    schedule, name = hand_schedule(spec, resolve_target(target_name))
+    schedule, name = apply_rules(prim_func(spec), spec, resolve_target(target_name))
     found = []
     tvm_ffi.structural_walk(schedule.mod["main"], ((tvm.tirx.For, lambda loop: found.append(loop)),),
                             order="pre")

@@ -15,7 +15,7 @@ import time
 import pytest
 
 import dwc_compiler as dwc
-from dwc_compiler.records import RecordStore, choose, record_id, tvm_version
+from dwc_compiler.tuning.records import RecordStore, choose, record_id, stores_for, tvm_version
 
 SPEC = dwc.DepthwiseSpec.create((1, 14, 14, 32), (3, 3, 32, 1), 1, "SAME")
 OTHER_SPEC = dwc.DepthwiseSpec.create((1, 7, 7, 64), (3, 3, 64, 1), 1, "SAME")
@@ -32,7 +32,7 @@ def lines_of(records, target=TARGET):
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def measurements(entries, key=SPEC.workload_key):
+def measurements(entries, key=SPEC.tuning_key):
     return [entry for entry in entries if entry["kind"] == "measurement" and entry["workload_key"] == key]
 
 
@@ -63,17 +63,17 @@ def _fake_record(spec, run_us, origin="search", use_hand_decisions=False, target
     import tvm
     from tvm.s_tir import meta_schedule as ms
 
-    from dwc_compiler.compute import depthwise_prim_func
-    from dwc_compiler.schedules import family_module
+    from dwc_compiler.ops.primfunc import prim_func
+    from dwc_compiler.schedules import apply_rules
     from dwc_compiler.targets import resolve_target
 
     info = resolve_target(target)
-    module = tvm.IRModule({"main": depthwise_prim_func(spec)})
-    schedule = family_module(info.family).design_space(tvm.s_tir.Schedule(module), spec, info, use_hand=use_hand_decisions)
+    module = tvm.IRModule({"main": prim_func(spec)})
+    schedule, _ = apply_rules(tvm.s_tir.Schedule(module), spec, info, tunable=True, hand_decisions=use_hand_decisions)
     if postprocessed:
         schedule.enter_postproc()
     trace = ms.database.TuningRecord(schedule.trace, ms.database.Workload(module), None, info.tvm(), None).as_json()
-    return {"kind": "measurement", "workload_key": spec.workload_key, "spec": spec.to_dict(), "trace": trace,
+    return {"kind": "measurement", "workload_key": spec.tuning_key, "spec": spec.to_dict(), "trace": trace,
             "run_secs": [run_us * 1e-6] * 3, "error": None, "origin": origin}
 
 
@@ -92,7 +92,7 @@ def test_job_sweeps_dwc_space_then_searches_the_union(tmp_path):
                                        input_shape="1,8,8,8", filter_shape="3,3,8,1"),
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    key = dwc.DepthwiseSpec.create((1, 8, 8, 8), (3, 3, 8, 1), 1, "SAME").workload_key
+    key = dwc.DepthwiseSpec.create((1, 8, 8, 8), (3, 3, 8, 1), 1, "SAME").tuning_key
     found = measurements(lines_of(tmp_path), key)
     swept = [entry for entry in found if entry.get("space") == "dwc"]
     assert len({_tile_decisions(entry) for entry in swept}) == 12 == len(swept)
@@ -102,44 +102,44 @@ def test_job_sweeps_dwc_space_then_searches_the_union(tmp_path):
 
 
 def test_search_ends_after_the_round_in_which_it_went_stale(tmp_path):
-    """The union search stops at the first round boundary where its stop rule says so."""
-    import tqdm
-
-    from dwc_compiler import tune
+    """The union search stops at the first round boundary where its stop rule says so; progress
+    is reported through the callback after each round."""
     from dwc_compiler.targets import resolve_target
+    from dwc_compiler.tuning import measure, search, spaces
 
     target = resolve_target(TARGET)
     store = RecordStore(tmp_path, TARGET)
-    module = tune._module(SPEC)
-    with tqdm.tqdm(disable=True) as bar:
-        persist = tune._Persist(store, SPEC, module, target, bar, None)
-        persist.start_phase(tune.SPACE_UNION)
-        tune._search(module, target, tmp_path / "work", tune._builder(target), tune._runner(target, None, 1, 1, 1),
-                     persist, 0, 4, tune.SPACE_UNION, 16, [],
-                     stale=lambda: bool(store.measurements(SPEC.workload_key)))  # stale once anything is measured
-    assert 1 <= len(store.measurements(SPEC.workload_key)) <= 4  # one round of at most 4, not 16
+    module = spaces.module_of(SPEC)
+    reports = []
+    persist = search.Persist(store, SPEC, module, target, "layer", 0, 16, None, reports.append)
+    persist.start_phase(spaces.SPACE_UNION)
+    setup = search.SearchSetup(module, target, tmp_path / "work", measure.builder(target),
+                               measure.runner(target, None, 1, 1, 1), 0, 4)
+    search.search(setup, persist, spaces.SPACE_UNION, 16, [],
+                  stale=lambda: bool(store.measurements(SPEC.tuning_key)))  # stale once anything is measured
+    measured = len(store.measurements(SPEC.tuning_key))
+    assert 1 <= measured <= 4  # one round of at most 4, not 16
+    assert reports[0].measured == 0 and reports[-1].measured == measured and reports[-1].total == 16
 
 
 def test_gain_count_restarts_only_on_a_real_gain():
     """Trials count towards patience until one beats the best by more than 2%; failures count too."""
-    import tqdm
+    from dwc_compiler.tuning.search import Persist
 
-    from dwc_compiler import tune
-
-    with tqdm.tqdm(disable=True) as bar:
-        persist = tune._Persist(None, SPEC, None, None, bar, 10.0)
-        for seconds in (10.5e-6, None, 9.9e-6):  # slower, failed, 1% faster: no real gain
-            persist.note(seconds)
-        assert persist.trials_since_gain == 3 and persist.best_us == pytest.approx(9.9)
-        persist.note(9.0e-6)
-        assert persist.trials_since_gain == 0 and persist.best_us == pytest.approx(9.0)
+    persist = Persist(None, SPEC, None, None, "layer", 0, 8, 10.0, lambda progress: None)
+    for seconds in (10.5e-6, None, 9.9e-6):  # slower, failed, 1% faster: no real gain
+        persist.note(seconds)
+    assert persist.trials_since_gain == 3 and persist.best_us == pytest.approx(9.9)
+    persist.note(9.0e-6)
+    assert persist.trials_since_gain == 0 and persist.best_us == pytest.approx(9.0)
 
 
 def test_verdict_keeps_the_hand_schedule_when_the_best_trial_is_the_hand_tiling(tmp_path):
     """The sweep measures the hand tiling as a search trial too; when that trial is the best (here
     it claims 0.1 us), the verdict finds it is the hand schedule itself and builds keep the hand."""
-    from dwc_compiler import tune
     from dwc_compiler.targets import resolve_target
+    from dwc_compiler.tuning.measure import builder
+    from dwc_compiler.tuning.verdict import final_verdict
 
     target = resolve_target(TARGET)
     store = RecordStore(tmp_path, TARGET)
@@ -147,7 +147,7 @@ def test_verdict_keeps_the_hand_schedule_when_the_best_trial_is_the_hand_tiling(
     swept = _fake_record(SPEC, 0.1, use_hand_decisions=True, postprocessed=True)  # another trace, same schedule
     assert record_id(swept["trace"]) != record_id(hand["trace"])
     store.append([hand, {**swept, "space": "dwc"}])
-    result = tune._final_verdict("layer", SPEC, target, store, tune._builder(target), None, 1)
+    result = final_verdict("layer", SPEC, target, store, builder(target), None, 1)
     assert result.same_as_hand and not result.uses_record
     verdict = [entry for entry in store.read() if entry["kind"] == "verdict"][-1]
     assert verdict["use"] == "hand" and verdict["same_as_hand"] is True
@@ -214,7 +214,7 @@ def test_sigkill_mid_job_keeps_records_and_a_rerun_resumes(tmp_path):
     assert job.poll() is None, "the job ended before it could be killed"
     os.killpg(job.pid, signal.SIGKILL)
     job.wait()
-    before = RecordStore(tmp_path, TARGET).measurements(SPEC.workload_key)  # every line must parse
+    before = RecordStore(tmp_path, TARGET).measurements(SPEC.tuning_key)  # every line must parse
     searched_before = sum(entry["origin"] == "search" for entry in before)
     assert 1 <= searched_before < 16
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=900)
@@ -235,9 +235,9 @@ def test_two_concurrent_jobs_on_one_directory_lose_nothing(tmp_path):
         assert job.returncode == 0, error[-3000:]
     entries = lines_of(tmp_path)  # raises if any line was interleaved
     for spec in (SPEC, OTHER_SPEC):
-        found = measurements(entries, spec.workload_key)
+        found = measurements(entries, spec.tuning_key)
         assert sum(entry["origin"] == "search" for entry in found) == 8
-        assert sum(1 for entry in entries if entry["kind"] == "verdict" and entry["workload_key"] == spec.workload_key) == 1
+        assert sum(1 for entry in entries if entry["kind"] == "verdict" and entry["workload_key"] == spec.tuning_key) == 1
 
 
 def _free_port():
@@ -290,10 +290,10 @@ def test_remote_tuning_of_aarch64_through_a_qemu_rpc_server(tmp_path):
         done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     spec = dwc.DepthwiseSpec.create((1, 8, 8, 8), (3, 3, 8, 1), 1, "SAME")
-    found = measurements(lines_of(tmp_path, "aarch64-neon"), spec.workload_key)
+    found = measurements(lines_of(tmp_path, "aarch64-neon"), spec.tuning_key)
     assert [entry["origin"] for entry in found].count("hand") == 1 and found[0]["run_secs"]
     assert sum(1 for entry in found if entry["origin"] == "search" and entry["run_secs"]) >= 1
-    chosen = choose(spec.workload_key, "aarch64-neon", [tmp_path])
+    chosen = choose(spec.tuning_key, stores_for("aarch64-neon", tmp_path))
     kernel = dwc.build(spec, "aarch64-neon", records=tmp_path)
     assert kernel.schedule == (chosen.record_id if chosen.use_record else "hand:arm")
 

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from ..reference import max_relative_error, reference_depthwise
+from ..ops.compare import max_relative_error
+from ..runtime.arrays import empty_aligned
 from ..workloads import MOBILENET_V2, workload
 from .peers import all_peers
 from .roofline import copy_bandwidth_gbytes_per_s, fma_peak_gflops
@@ -69,8 +70,6 @@ def _time_calls(run, calls: int) -> list[float]:
 
 
 def _inputs(name: str, seed: int):
-    from ..kernel import empty_aligned
-
     spec = workload(name)
     rng = np.random.default_rng([seed, sum(map(ord, name))])
     data = empty_aligned(spec.input_shape, "float32")
@@ -93,7 +92,7 @@ def measure_peer(threads: int, workload_names: list[str], peer_name: str, rounds
         spec, data, weights = _inputs(name, seed)
         try:
             prepared = peer.prepare(spec, data, weights, threads)
-            error = max_relative_error(prepared.to_nhwc(prepared.run()), reference_depthwise(spec, data, weights))
+            error = max_relative_error(prepared.to_nhwc(prepared.run()), spec.reference(data, weights))
         except Exception as exc:  # a peer that cannot run this layer is reported, not fatal
             entry = {"status": f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"}
         else:

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..spec import DepthwiseSpec
+from ..ops.depthwise import DepthwiseSpec
 
 Run = Callable[[], object]
 ToNhwc = Callable[[object], np.ndarray]

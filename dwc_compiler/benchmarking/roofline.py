@@ -14,7 +14,7 @@ import subprocess
 from importlib import resources
 from pathlib import Path
 
-from ..emulation import cache_dir
+from ..files import cache_dir
 from ..errors import DwcError
 from ..toolchain import require_tool
 

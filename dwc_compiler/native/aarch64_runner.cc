@@ -2,8 +2,9 @@
 // calls its "main" on tensors read from raw files. Cross-compiled for aarch64 and run under
 // qemu-user by dwc_compiler/emulation.py.
 //
-// usage: runner MODULE.so REPEATS (PATH DTYPE_BITS NDIM DIM...){3}
-//   The first two tensors are read from their files, the last is written to its file.
+// usage: runner MODULE.so REPEATS COUNT (PATH DTYPE_BITS NDIM DIM...){COUNT}
+//   COUNT tensors, the op's argument list: every one but the last is read from its file, the last
+//   (the output) is written to its file.
 //   Prints one line per call: "call_us <microseconds>".
 #include <dlfcn.h>
 #include <tvm/ffi/container/tensor.h>
@@ -34,13 +35,15 @@ int Fail(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 4) return Fail("usage: runner MODULE.so REPEATS (PATH DTYPE_BITS NDIM DIM...){3}");
+  if (argc < 5) return Fail("usage: runner MODULE.so REPEATS COUNT (PATH DTYPE_BITS NDIM DIM...){COUNT}");
   // The module's workspace and parallel-launch hooks resolve from the runtime library.
   if (!dlopen("libtvm_runtime.so", RTLD_NOW | RTLD_GLOBAL)) return Fail(dlerror());
   const std::string module_path = argv[1];
   const int repeats = std::atoi(argv[2]);
-  std::vector<HostTensor> tensors(3);
-  int arg = 3;
+  const int count = std::atoi(argv[3]);
+  if (count < 1) return Fail("COUNT must be at least 1");
+  std::vector<HostTensor> tensors(count);
+  int arg = 4;
   for (HostTensor& host : tensors) {
     if (arg + 3 > argc) return Fail("missing tensor arguments");
     host.path = argv[arg++];
@@ -61,7 +64,7 @@ int main(int argc, char** argv) {
     host.tensor.strides = nullptr;
     host.tensor.byte_offset = 0;
   }
-  for (int i = 0; i < 2; ++i) {
+  for (int i = 0; i + 1 < count; ++i) {
     std::ifstream in(tensors[i].path, std::ios::binary);
     if (!in) return Fail("cannot read " + tensors[i].path);
     in.read(tensors[i].data.data(), static_cast<std::streamsize>(tensors[i].data.size() - 64));
@@ -69,16 +72,20 @@ int main(int argc, char** argv) {
   try {
     tvm::ffi::Module module = tvm::ffi::Module::LoadFromFile(module_path);
     tvm::ffi::Function main_function = module->GetFunction("main", true).value();
+    std::vector<tvm::ffi::AnyView> arguments;
+    for (HostTensor& host : tensors) arguments.emplace_back(&host.tensor);
     for (int r = 0; r < repeats; ++r) {
       auto begin = std::chrono::steady_clock::now();
-      main_function(&tensors[0].tensor, &tensors[1].tensor, &tensors[2].tensor);
+      tvm::ffi::Any result;
+      main_function.CallPacked(arguments.data(), static_cast<int32_t>(arguments.size()), &result);
       auto end = std::chrono::steady_clock::now();
       std::printf("call_us %.3f\n", std::chrono::duration<double, std::micro>(end - begin).count());
     }
   } catch (const std::exception& error) {
     return Fail(error.what());
   }
-  std::ofstream out(tensors[2].path, std::ios::binary);
-  out.write(tensors[2].data.data(), static_cast<std::streamsize>(tensors[2].data.size() - 64));
+  HostTensor& output = tensors.back();
+  std::ofstream out(output.path, std::ios::binary);
+  out.write(output.data.data(), static_cast<std::streamsize>(output.data.size() - 64));
   return out ? 0 : Fail("cannot write " + tensors[2].path);
 }

@@ -1,4 +1,11 @@
-"""Tuning records: kept per target and per TVM version, appended durably, read forgivingly.
+"""Tuning records: the one store and lookup, for builds, ``dwc records`` and tuning alike.
+
+Records are kept per target and per TVM version, appended durably, read forgivingly, and looked
+up in two places: the user's records (``$DWC_RECORDS``, else ``~/.local/share/dwc/records``),
+then those shipped with dwc (``targets/<target>/records``). A target uses the records of its
+``records_target`` (``host`` those of the named target it matches). Entries are keyed by the
+spec's tuning key (field ``workload_key``): the loop nest's, shared by a convolution with and
+without its fused epilogue.
 
 Layout: ``<root>/<target>/tvm-<version>/records.jsonl``, one JSON object per line:
 
@@ -28,7 +35,9 @@ from typing import Any
 
 from filelock import FileLock
 
-from .errors import CorruptRecordError
+from ..errors import CorruptRecordError
+from ..files import atomic_path
+from ..targets import shipped_records_dir
 
 logger = logging.getLogger(__name__)
 
@@ -154,8 +163,6 @@ class RecordStore:
         Returns:
             (kept, dropped) entry counts; corrupt lines are dropped too.
         """
-        from .files import atomic_path
-
         with self._lock():
             if not self.path.is_file():
                 return 0, 0
@@ -176,30 +183,66 @@ class Choice:
     measured_us: float | None
     hand_us: float | None
     source: Path | None
+    records_target: str | None = None
 
     def describe(self) -> str:
         """One line for people."""
+        whose = f"{self.records_target} " if self.records_target else ""
         if self.use_record:
-            return f"tuning record {self.record_id} ({self.measured_us:.1f} us measured, from {self.source})"
+            return (f"{whose}tuning record {self.record_id} ({self.measured_us:.1f} us measured, "
+                    f"from {self.source})")
         if self.record_id:
-            return f"hand schedule (its record {self.record_id} was not faster: {self.measured_us:.1f} vs {self.hand_us:.1f} us)"
+            return (f"hand schedule ({whose}record {self.record_id} was not faster: "
+                    f"{self.measured_us:.1f} vs {self.hand_us:.1f} us)")
         return "hand schedule (no tuning record)"
 
 
-def choose(workload_key: str, target: str, roots: list[Path], shipped_root: Path | None = None) -> Choice:
-    """The schedule builds of `workload_key` on `target` should use, from the records under `roots`.
+NO_RECORD = Choice(False, None, None, None, None, None)
+
+
+def user_stores(records_dir: Path | None = None) -> list[RecordStore]:
+    """Every (target, TVM version) store under the user's records directory."""
+    root = Path(records_dir) if records_dir is not None else default_records_dir()
+    return [RecordStore(root, path.parent.parent.name, path.parent.name.removeprefix("tvm-"))
+            for path in sorted(root.glob(f"*/tvm-*/{RECORDS_FILE}"))]
+
+
+def shipped_stores(target: str) -> list[RecordStore]:
+    """Every TVM version's store shipped with dwc for the named target `target`."""
+    root = shipped_records_dir(target)
+    if root is None:
+        return []
+    return [RecordStore(root, target, path.parent.name.removeprefix("tvm-"), shipped=True)
+            for path in sorted(root.glob(f"tvm-*/{RECORDS_FILE}"))]
+
+
+def stores_for(target: str, records_dir: Path | None = None) -> list[RecordStore]:
+    """The stores a build for the records target `target` consults, in order: the user's
+    records of this TVM version, then those shipped with dwc."""
+    root = Path(records_dir) if records_dir is not None else default_records_dir()
+    shipped = shipped_records_dir(target)
+    return [RecordStore(root, target)] + ([RecordStore(shipped, target, shipped=True)] if shipped else [])
+
+
+def lookup(spec: Any, target: Any, records_dir: Path | None = None) -> Choice:
+    """The schedule a build of `spec` for `target` should use (see :func:`choose`), from the
+    records of ``target.records_target``: the user's (in `records_dir` if given), then dwc's."""
+    if target.records_target is None:
+        return NO_RECORD
+    choice = choose(spec.tuning_key, stores_for(target.records_target, records_dir))
+    return dataclasses.replace(choice, records_target=target.records_target)
+
+
+def choose(workload_key: str, stores: list[RecordStore]) -> Choice:
+    """The schedule builds of `workload_key` should use, from the records in `stores`.
 
     The best measured record is used when it beat the hand schedule: by the job's final
     interleaved re-measurement (its verdict) where there is one, else by the run times measured
-    in the same job. Failed trials are never used. `shipped_root` is the target's own
-    ``records`` folder inside dwc, consulted after `roots`.
+    in the same job. Failed trials are never used.
     """
     best: tuple[float, dict[str, Any], Path] | None = None
     hand_seconds: list[float] = []
     verdicts: list[dict[str, Any]] = []
-    stores = [RecordStore(root, target) for root in roots]
-    if shipped_root is not None:
-        stores.append(RecordStore(shipped_root, target, shipped=True))
     for store in stores:
         for entry in store.read():
             if entry["workload_key"] != workload_key:
@@ -215,7 +258,7 @@ def choose(workload_key: str, target: str, roots: list[Path], shipped_root: Path
             elif best is None or seconds < best[0]:
                 best = (seconds, entry, store.path)
     if best is None:
-        return Choice(False, None, None, None, None, None)
+        return NO_RECORD
     seconds, entry, source = best
     identifier = record_id(entry["trace"])
     verdict = next((v for v in reversed(verdicts) if v.get("record_id") == identifier), None)

@@ -1,0 +1,188 @@
+"""`Kernel`: a compiled op with its spec and target, callable with the arguments the spec declares.
+
+A kernel is made by a runtime (``native``, ``emulated``, ``cuda``), which says how its compiled
+code is called (:class:`Loaded`), linked into a library and timed; the kernel itself checks the
+arrays, keeps an output buffer, exports itself with its manifest and times whole calls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import InvalidArgumentError
+from ..files import atomic_path, sha256_of
+from .arrays import check_out, empty_aligned, prepare_array, random_arguments
+from .manifest import manifest_for, write_manifest
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkResult:
+    """Timings of one kernel: the median and spread of `repeats` whole calls, in microseconds."""
+
+    median_us: float
+    min_us: float
+    max_us: float
+    repeats: int
+    flops: int
+    bytes_moved: int
+
+    @property
+    def gflops(self) -> float:
+        """GFLOP/s at the median."""
+        return self.flops / self.median_us / 1e3
+
+    @property
+    def gbytes_per_s(self) -> float:
+        """GB/s of the minimum bytes moved, at the median."""
+        return self.bytes_moved / self.median_us / 1e3
+
+    @classmethod
+    def of(cls, samples_us: list[float], spec: Any) -> "BenchmarkResult":
+        """The result of `samples_us` timings of `spec`."""
+        return cls(median_us=statistics.median(samples_us), min_us=min(samples_us), max_us=max(samples_us),
+                   repeats=len(samples_us), flops=spec.flops, bytes_moved=spec.min_bytes_moved)
+
+
+@dataclasses.dataclass(frozen=True)
+class Loaded:
+    """Compiled code as a runtime made it callable.
+
+    Attributes:
+        invoke: calls the code; with `host_arrays`, on prepared NumPy arrays (every argument,
+            the output last); otherwise on the caller's arguments as given, ``invoke(*inputs, out=)``,
+            returning the output (a GPU runtime takes device tensors as they are).
+        host_arrays: whether `invoke` takes prepared NumPy arrays.
+        executable: the ``tvm.compile`` result, for kernels built in this process.
+        library_path: the linked library, where one exists already (loaded or emulated kernels).
+        module: the runtime module, where one is loaded in this process.
+    """
+
+    invoke: Callable[..., Any]
+    host_arrays: bool = True
+    executable: Any = None
+    library_path: Path | None = None
+    module: Any = None
+
+
+class Kernel:
+    """A compiled op (``kernel(input, filter[, bias], out=None)`` for a depthwise convolution).
+
+    Call it with the input arrays its spec declares (``spec.arguments``, all but the output),
+    in order; it returns the output as a NumPy array (or writes into ``out=``).
+
+    Attributes:
+        spec: the op spec it computes.
+        target: the :class:`~dwc_compiler.targets.TargetInfo` it was built for.
+        schedule: which schedule built it (``"hand:x86"``, or a tuning record's id).
+        record: which tuning record was considered and why (None when no record exists).
+    """
+
+    def __init__(self, spec: Any, target: Any, schedule: str, runtime: Any, loaded: Loaded,
+                 record: dict | None = None) -> None:
+        self.spec = spec
+        self.target = target
+        self.schedule = schedule
+        self.record = record
+        self.runtime = runtime
+        self.loaded = loaded
+        arguments = spec.arguments
+        self._inputs, self._output = arguments[:-1], arguments[-1]
+        self._output_dtype = np.dtype(self._output.dtype)
+        self._spare_output: np.ndarray | None = None
+        self._invoke = loaded.invoke
+
+    def __repr__(self) -> str:
+        return f"Kernel({self.spec.describe()}, target={self.target.name}, schedule={self.schedule})"
+
+    def __call__(self, *inputs: Any, out: np.ndarray | None = None) -> Any:
+        """Run the op on `inputs` (in ``spec.arguments`` order, the spec's layouts).
+
+        Args:
+            inputs: one array per input argument of the spec (e.g. input, filter, bias).
+            out: optional C-contiguous, writable array of the output's shape and dtype.
+
+        Raises:
+            InvalidArgumentError: naming the argument that is missing or whose shape or dtype is wrong.
+        """
+        if len(inputs) != len(self._inputs):
+            names = ", ".join(argument.name for argument in self._inputs)
+            raise InvalidArgumentError(
+                f"{self._inputs[min(len(inputs), len(self._inputs) - 1)].name}: this kernel takes "
+                f"{len(self._inputs)} arrays ({names}), got {len(inputs)}")
+        if not self.loaded.host_arrays:
+            return self._invoke(*inputs, out=out)
+        arrays = [prepare_array(value, argument) for value, argument in zip(inputs, self._inputs)]
+        result = self._fresh_output() if out is None else check_out(out, self._output)
+        self._invoke(*arrays, result)
+        return result
+
+    def _fresh_output(self) -> np.ndarray:
+        # Reuse the last output buffer when nothing outside holds it any more: fresh pages cost
+        # more than a small layer's run. Views of it (whose base NumPy collapses to the shared
+        # backing buffer, not to `spare`) are seen on the backing buffer's count.
+        spare = self._spare_output
+        if (spare is not None and sys.getrefcount(spare) == 3  # self, `spare`, the argument
+                and sys.getrefcount(spare.base) == 2):  # spare's own reference, the argument
+            return spare
+        spare = self._spare_output = empty_aligned(self._output.shape, self._output_dtype)
+        return spare
+
+    # --- export ---------------------------------------------------------------------------
+    def export(self, path: str | Path) -> Path:
+        """Write the shared library to `path` and its manifest to ``<path>.json``, each atomically.
+
+        Returns:
+            The library's path.
+
+        Raises:
+            BuildError: when the library cannot be written (e.g. a missing cross compiler).
+        """
+        library = Path(path).expanduser().resolve()
+        with atomic_path(library) as temporary:
+            self.runtime.write_library(self.loaded, self.target, temporary)
+            digest = sha256_of(temporary)
+        write_manifest(library, manifest_for(self, library.name, digest))
+        return library
+
+    def inspect_source(self, kind: str = "asm") -> str:
+        """Generated code: ``"asm"`` or ``"ll"`` for CPU targets, ``"cuda"`` for CUDA ones."""
+        if self.loaded.executable is None:
+            raise InvalidArgumentError("kind: source is only kept for kernels built in this process, not loaded ones")
+        module = self.loaded.executable.mod
+        if kind == "cuda":
+            return "\n".join(imported.inspect_source("cuda") for imported in module.imports)
+        return module.inspect_source(kind)
+
+    # --- timing ---------------------------------------------------------------------------
+    def benchmark(self, repeats: int = 100, warmup: int = 10, min_time_s: float = 0.2,
+                  seed: int = 0) -> BenchmarkResult:
+        """Time the kernel on random data, as its runtime measures it (whole calls on the CPU,
+        the kernel alone on a GPU)."""
+        return self.runtime.benchmark(self, repeats=repeats, warmup=warmup, min_time_s=min_time_s, seed=seed)
+
+
+def time_whole_calls(kernel: Kernel, repeats: int, warmup: int, min_time_s: float, seed: int) -> BenchmarkResult:
+    """Time whole calls (``kernel(*inputs, out=out)``) on random 64-byte-aligned data.
+
+    Each sample is one call timed with ``perf_counter``; `warmup` calls come first, then at
+    least `repeats` samples and at least `min_time_s` seconds of them.
+    """
+    arguments = kernel.spec.arguments
+    inputs = random_arguments(arguments, seed)
+    out = empty_aligned(arguments[-1].shape, arguments[-1].dtype)
+    for _ in range(warmup):
+        kernel(*inputs, out=out)
+    samples: list[float] = []
+    started = time.perf_counter()
+    while len(samples) < repeats or time.perf_counter() - started < min_time_s:
+        begin = time.perf_counter()
+        kernel(*inputs, out=out)
+        samples.append((time.perf_counter() - begin) * 1e6)
+    return BenchmarkResult.of(samples, kernel.spec)

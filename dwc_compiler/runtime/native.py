@@ -1,0 +1,37 @@
+"""Kernels for this machine's CPU: the compiled module runs in this process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import IncompatibleModuleError
+from ..targets import missing_cpu_flags
+from .base import Runtime
+from .kernel import Loaded
+
+
+class NativeRuntime(Runtime):
+    """Modules of this CPU's architecture: jitted or loaded here, called through TVM's FFI with
+    NumPy arrays (DLPack, no copy)."""
+
+    name = "native"
+
+    def instantiate(self, spec: Any, target: Any, executable: Any) -> Loaded:
+        """The module jitted in this process; its ``main`` is looked up once (a lookup by name
+        costs ~14 us a call, tvm-notes.md)."""
+        module = executable.jit()
+        return Loaded(invoke=module["main"], executable=executable, module=module)
+
+    def load(self, library: Path, spec: Any, target: Any) -> Loaded:
+        """Load `library`, refusing one built for CPU features this machine lacks."""
+        import tvm
+
+        missing = missing_cpu_flags(target.required_cpu_flags, target.arch)
+        if missing:
+            raise IncompatibleModuleError(
+                f"module: {library.name} was built for {target.name} "
+                f"({target.resolved_from or target.tvm_target.get('mcpu')}) and needs CPU features this "
+                f"machine lacks: {', '.join(missing)}; rebuild it with --target host")
+        module = tvm.runtime.load_module(str(library))
+        return Loaded(invoke=module["main"], library_path=library, module=module)

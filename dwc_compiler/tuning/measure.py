@@ -1,0 +1,118 @@
+"""Building and timing candidate schedules for tuning: locally, or on devices behind a TVM RPC tracker."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+from ..errors import InvalidArgumentError
+
+BUILD_TIMEOUT_S = 120
+
+
+@dataclasses.dataclass(frozen=True)
+class RpcConfig:
+    """Where to measure remotely: a TVM RPC tracker and the key its devices registered with."""
+
+    tracker_host: str
+    tracker_port: int
+    key: str
+    session_timeout_s: int = 120
+
+    @classmethod
+    def parse(cls, tracker: str, key: str) -> "RpcConfig":
+        """From ``HOST:PORT`` and a key; errors name the option."""
+        host, _, port = tracker.rpartition(":")
+        if not host or not port.isdigit():
+            raise InvalidArgumentError(f"rpc-tracker: expected HOST:PORT such as 127.0.0.1:9190, got {tracker!r}")
+        if not key:
+            raise InvalidArgumentError("rpc-key: give the key the devices registered with (e.g. --rpc-key x86)")
+        return cls(host, int(port), key)
+
+
+def _build_function(mod, target, _params):
+    """MetaSchedule builder: ``tvm.compile`` directly.
+
+    MetaSchedule's default build imports ``tvm.s_tir.tensor_intrin``, which took 25 s here,
+    in every builder process: long enough to time every build out.
+    """
+    import tvm
+
+    with tvm.transform.PassContext(opt_level=3):
+        return tvm.compile(mod, target=target).mod  # the runtime module, as the exporter expects
+
+
+def _keep_artifacts(*_session_and_paths: Any) -> None:
+    """Runner clean-up that keeps the built module, so the final rounds re-run the same builds
+    (local runners call it with no arguments, RPC runners with the session and remote path)."""
+
+
+def _export_function(cross_compiler: str | None) -> Callable[[Any], str] | None:
+    if cross_compiler is None:
+        return None
+
+    def export(module) -> str:
+        import os
+        import tempfile
+
+        import tvm.support.cc
+
+        path = os.path.join(tempfile.mkdtemp(), "tvm_tmp_mod.so")
+        module.export_library(path, fcompile=tvm.support.cc.cross_compiler(cross_compiler))
+        return path
+
+    return export
+
+
+def runner(target: Any, rpc: RpcConfig | None, number: int, repeat: int, min_repeat_ms: int,
+           keep_artifacts: bool = False):
+    """MetaSchedule's runner for `target`: RPC when `rpc` is given, else local.
+
+    Raises:
+        InvalidArgumentError: `target`'s modules cannot run here and no RPC tracker was given.
+    """
+    from tvm.s_tir import meta_schedule as ms
+
+    evaluator = ms.runner.EvaluatorConfig(number=number, repeat=repeat, min_repeat_ms=min_repeat_ms)
+    cleanup = _keep_artifacts if keep_artifacts else None
+    if rpc is not None:
+        config = ms.runner.RPCConfig(tracker_host=rpc.tracker_host, tracker_port=rpc.tracker_port,
+                                     tracker_key=rpc.key, session_timeout_sec=rpc.session_timeout_s)
+        return ms.runner.RPCRunner(rpc_config=config, evaluator_config=evaluator, f_cleanup=cleanup)
+    if not target.runs_natively and target.family != "cuda":
+        raise InvalidArgumentError(
+            f"target: {target.name} modules do not run on this machine; measure them on the device with "
+            "--rpc-tracker HOST:PORT --rpc-key KEY (python -m tvm.exec.rpc_server on the device)")
+    return ms.runner.LocalRunner(evaluator_config=evaluator, f_cleanup=cleanup)
+
+
+def builder(target: Any):
+    """MetaSchedule's builder for `target` (cross-linking foreign CPUs' modules)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    return ms.builder.LocalBuilder(f_build=_build_function, f_export=_export_function(target.cross_compiler),
+                                   timeout_sec=BUILD_TIMEOUT_S)
+
+
+def build_inputs(schedules: list[Any], target: Any, builder) -> list[tuple[Any, str | None]]:
+    """Build `schedules`; returns (runner input or None, build error) per schedule."""
+    from tvm.s_tir import meta_schedule as ms
+
+    built = builder.build([ms.builder.BuilderInput(sch.mod, target.tvm()) for sch in schedules])
+    device = "cuda" if target.family == "cuda" else "cpu"
+    return [(None, build.error_msg) if build.error_msg else
+            (ms.runner.RunnerInput(build.artifact_path, device, ms.arg_info.ArgInfo.from_prim_func(sch.mod["main"])), None)
+            for sch, build in zip(schedules, built)]
+
+
+def run_inputs(inputs: list[tuple[Any, str | None]], runner) -> list[tuple[list[float] | None, str | None]]:
+    """Run the built inputs once each; returns (run_secs, error) per input."""
+    futures = iter(runner.run([item for item, _ in inputs if item is not None]))
+    results = []
+    for item, error in inputs:
+        if item is None:
+            results.append((None, error))
+            continue
+        outcome = next(futures).result()
+        results.append(([float(s) for s in outcome.run_secs] if outcome.run_secs else None, outcome.error_msg))
+    return results

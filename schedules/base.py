@@ -1,0 +1,22 @@
+"""The protocol every schedule rule follows, in the manner of TVM's dlight.
+
+A rule is a module with ``NAME`` and ``apply(func, spec, target, tunable=False, hand_decisions=False)``
+returning a ``tvm.s_tir.Schedule``, or None for "not mine" (another family's target, an op it
+does not schedule). ``func`` is the op's PrimFunc, or a Schedule of it (MetaSchedule's design
+spaces hand one over, with their own random state). With ``tunable``, the rule's free
+parameters are MetaSchedule decisions (``hand_decisions`` fixes them to the hand values, the
+hand schedule as a point of the space); without, the hand values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def as_schedule(func: Any):
+    """`func` as a TensorIR schedule: a Schedule as it is, a PrimFunc or IRModule wrapped."""
+    import tvm
+
+    if isinstance(func, tvm.s_tir.Schedule):
+        return func
+    return tvm.s_tir.Schedule(func)
