@@ -134,8 +134,8 @@ def run(directory: Path, results: Path) -> int:
                                      padding=(top, left) if (top, left) == (bottom, right) else 0,
                                      groups=spec.in_channels)
 
-        function = kernel._module["main"]
-        kernel(data, weights, out)
+        function = kernel.loaded.module["main"]
+        kernel(data, weights, out=out)
         reference = torch_run().permute(0, 2, 3, 1).float().cpu().numpy()
         error = max_relative_error(out.float().cpu().numpy(), reference)
         dwc_us = _time_us(torch, lambda: function(data, weights, out))

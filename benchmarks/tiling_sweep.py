@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 import dwc_compiler as dwc
-from dwc_compiler.compute import depthwise_prim_func
+from dwc_compiler.ops.primfunc import prim_func
 from dwc_compiler.schedules.cpu import CpuTiling, schedule_cpu
 from dwc_compiler.targets import resolve_target
 from dwc_compiler.workloads import WORKLOADS
@@ -43,7 +43,7 @@ def main() -> None:
         for vectors, rows, cols in CANDIDATES:
             if spec.out_height % rows or spec.out_width % cols or spec.out_channels % (lanes * vectors):
                 continue
-            schedule = schedule_cpu(tvm.s_tir.Schedule(depthwise_prim_func(spec)), spec,
+            schedule = schedule_cpu(tvm.s_tir.Schedule(prim_func(spec)), spec,
                                     CpuTiling(lanes, vectors, rows, cols))
             with tvm.transform.PassContext(opt_level=3):
                 modules[(vectors, rows, cols)] = tvm.compile(schedule.mod, target=target.tvm()).jit()

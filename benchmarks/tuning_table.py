@@ -19,7 +19,7 @@ from pathlib import Path
 
 import dwc_compiler as dwc
 from dwc_compiler.files import write_json_atomic
-from dwc_compiler.records import RecordStore
+from dwc_compiler.tuning.records import shipped_stores, tvm_version
 from dwc_compiler.targets import resolve_target
 from dwc_compiler.workloads import MOBILENET_V2
 
@@ -46,7 +46,7 @@ def main() -> None:
     threads = resolve_target(target).tvm_target.get("num-cores", 1)
     peer_run = next(run for run in bench["runs"] if run["threads"] == threads)
     dwc.set_num_threads(threads)
-    shipped = RecordStore(resolve_target(target).records_dir, target, shipped=True).read()
+    shipped = [entry for store in shipped_stores(target) if store.version == tvm_version() for entry in store.read()]
     trials = {entry["workload_key"]: entry.get("trials") for entry in shipped if entry["kind"] == "verdict"}
     rows = []
     for name, spec in MOBILENET_V2.items():
@@ -60,7 +60,7 @@ def main() -> None:
         peers = {peer: entry["median_us"] for peer, entry in peer_run["workloads"][name]["implementations"].items()
                  if peer != "dwc" and "median_us" in entry}
         fastest = min(peers, key=peers.get)
-        rows.append({"layer": name, "trials": trials.get(spec.workload_key), "hand_us": medians["hand"],
+        rows.append({"layer": name, "trials": trials.get(spec.tuning_key), "hand_us": medians["hand"],
                      "tuned_us": medians["tuned"],
                      "tuned_schedule": tuned.schedule, "choice": (tuned.record or {}).get("choice", "hand schedule").replace(f"{REPOSITORY}/", ""),
                      "fastest_peer": fastest, "fastest_peer_us": peers[fastest]})

@@ -83,3 +83,74 @@ def test_targets_lists_host_resolution():
     assert done.returncode == 0
     for name in ("host", "x86-avx2", "x86-avx512", "aarch64-neon"):
         assert name in done.stdout
+
+
+def _host_records_target():
+    from dwc_compiler.targets import resolve_target
+
+    return resolve_target("host").records_target
+
+
+def test_host_build_names_the_shipped_record_it_applies(tmp_path):
+    """`dwc build --target host --workload mbv2-14x14x576-s1` applies the shipped record of the named
+    target this CPU matches (x86-avx512 on an AVX-512 machine) and says so, as does the manifest."""
+    import json
+
+    records_target = _host_records_target()
+    if records_target not in ("x86-avx512", "x86-avx2"):
+        pytest.skip(f"no shipped records for this CPU's named target ({records_target})")
+    built = dwc("build", "--target", "host", "--workload", "mbv2-14x14x576-s1", "-o", "k.so", cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    assert f"schedule rec-" in built.stdout and f"{records_target} tuning record rec-" in built.stdout
+    manifest = json.loads((tmp_path / "k.so.json").read_text())
+    assert manifest["record"]["records_target"] == records_target and manifest["schedule"].startswith("rec-")
+    ran = dwc("run", "k.so", "--repeats", "5", cwd=tmp_path)
+    assert ran.returncode == 0 and "check    OK" in ran.stdout, ran.stderr
+
+
+@pytest.mark.parametrize("extra", [
+    ["--input-shape", "1,12,12,16", "--filter-shape", "3,3,16,1"],
+    ["--data-format", "NCHW", "--input-shape", "1,16,12,12", "--filter-shape", "32,1,3,3", "--filter-format", "OIHW"],
+    ["--input-shape", "1,12,12,16", "--filter-shape", "16,2,1,3,3", "--filter-format", "GOIHW", "--strides", "2,2"],
+], ids=["HWCM", "OIHW-NCHW", "GOIHW"])
+def test_build_and_run_a_fused_kernel(tmp_path, extra):
+    """`dwc build --bias --activation relu6 [--filter-format ...]`, then `dwc run` feeds a random bias
+    and checks the fused kernel against the reference."""
+    built = dwc("build", "--bias", "--activation", "relu6", *extra, "-o", "f.so", cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    assert "+ bias + relu6" in built.stdout
+    ran = dwc("run", "f.so", "--repeats", "5", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert "check    OK" in ran.stdout and "+ bias + relu6" in ran.stdout
+
+
+def test_run_with_a_given_bias_and_a_bias_refused_where_none_is_built(tmp_path):
+    """`dwc run --bias b.npy` uses the user's bias; a module built without one refuses it (exit 2)."""
+    import numpy as np
+
+    assert dwc("build", "--workload", "mbv2-7x7x960-s1", "--bias", "--activation", "relu", "-o", "b.so",
+               cwd=tmp_path).returncode == 0
+    np.save(tmp_path / "b.npy", np.full(960, -1e6, np.float32))  # drives every output below 0: ReLU gives 0
+    ran = dwc("run", "b.so", "--bias", "b.npy", "--save-output", "y.npy", "--repeats", "2", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert not np.load(tmp_path / "y.npy").any()
+    assert dwc("build", "--workload", "mbv2-7x7x960-s1", "-o", "plain.so", cwd=tmp_path).returncode == 0
+    refused = dwc("run", "plain.so", "--bias", "b.npy", cwd=tmp_path)
+    assert refused.returncode == 2 and refused.stderr.startswith("dwc: error: bias:")
+
+
+def test_bad_activation_and_filter_format_name_the_option(tmp_path):
+    """Unknown --activation / --filter-format values exit 2 naming the option."""
+    for option, value in (("--activation", "gelu"), ("--filter-format", "HWIO")):
+        done = dwc("build", "--workload", "mbv2-7x7x960-s1", option, value, "-o", "x.so", cwd=tmp_path)
+        assert done.returncode == 2 and option in done.stderr and "Traceback" not in done.stderr
+
+
+def test_records_list_shows_shipped_records_and_the_builds_choice(tmp_path):
+    """`dwc records list` with no user records lists the records shipped with dwc and, per workload,
+    the choice a build makes; it names the target whose records host builds use."""
+    done = dwc("records", "list", "--records", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "host builds use the records of:" in done.stdout
+    assert "x86-avx512 (TVM" in done.stdout and "shipped with dwc" in done.stdout
+    assert "dw-63b50a35bd0463c6" in done.stdout and "builds use" in done.stdout
