@@ -76,7 +76,7 @@ def check_out(out: Any, argument: Argument) -> np.ndarray:
         raise InvalidArgumentError(
             f"out: expected a NumPy array of shape {list(argument.shape)} and dtype {dtype.name}, "
             f"got {getattr(out, 'shape', type(out).__name__)} {getattr(out, 'dtype', '')}")
-    if not (out.flags.c_contiguous and out.flags.writeable and out.ctypes.data % dtype.itemsize == 0):
+    if not out.flags.carray:  # C-contiguous, writable and aligned to the element size
         raise InvalidArgumentError("out: must be C-contiguous, writable and element-aligned")
     return out
 
