@@ -20,3 +20,13 @@ def as_schedule(func: Any):
     if isinstance(func, tvm.s_tir.Schedule):
         return func
     return tvm.s_tir.Schedule(func)
+
+
+def read_index(sch: Any, block: Any, buffer_name: str) -> int:
+    """The position of `block`'s read of the buffer named `buffer_name` (what ``cache_read``
+    takes). Positions are not fixed: inlining re-derives a block's reads, and a conv block that
+    starts from the bias reads the bias first."""
+    names = [str(region.source.name) for region in sch.get(block).reads]
+    if buffer_name not in names:
+        raise ValueError(f"internal: block {sch.get(block).name_hint} reads {names}, not {buffer_name}")
+    return names.index(buffer_name)

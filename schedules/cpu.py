@@ -21,7 +21,7 @@ from typing import Any
 
 from ..ops.depthwise import DepthwiseSpec
 from ..ops.primfunc import BLOCK_CONV, BLOCK_EPILOGUE, BLOCK_PAD
-from .base import as_schedule
+from .base import as_schedule, read_index
 
 # Beyond this many window taps the window's row loop stays a loop (code size, compile time).
 MAX_UNROLLED_TAPS = 25
@@ -157,7 +157,7 @@ def _filter_per_multiple(sch, conv, spec: DepthwiseSpec) -> None:
     """
     multiplier = spec.multiplier
     if multiplier > 1 or spec.filter_format != "HWCM":
-        filter_copy = sch.cache_read(conv, 1, "global")
+        filter_copy = sch.cache_read(conv, read_index(sch, conv, "filter"), "global")
         sch.transform_layout(filter_copy, ("write", 0), spec.filter_index_to_hwmc())
     if multiplier > 1:
         sch.transform_layout(conv, ("write", 0), lambda n, i, j, k: (n, i, j, k % multiplier, k // multiplier))

@@ -168,3 +168,24 @@ def test_workload_key_covers_the_epilogue_and_format():
     assert fused.tuning_key == plain.tuning_key == plain.workload_key != oihw.tuning_key
     assert plain.workload_key == "dw-63b50a35bd0463c6"  # the key the shipped records were tuned under
     assert dwc.DepthwiseSpec.from_dict(fused.to_dict()) == fused
+
+
+@pytest.mark.parametrize("data_format", LAYOUTS)
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_sums_start_from_the_bias(data_format, dtype):
+    """The PrimFunc starts each window sum from its channel's bias (the conv block's init reads
+    it, cast to the accumulator's dtype) and leaves the epilogue only the activation and cast:
+    the bias costs no add of its own. Values are checked by the tests above."""
+    from tvm.s_tir import Schedule
+
+    from dwc_compiler.ops.primfunc import BLOCK_CONV, BLOCK_EPILOGUE, prim_func
+
+    spec = dwc.DepthwiseSpec.create(*_shapes(data_format, channels=16, multiplier=2), 1, "SAME", data_format,
+                                    dtype=dtype, with_bias=True, activation="relu6")
+    sch = Schedule(prim_func(spec))
+    conv, epilogue = sch.get(sch.get_sblock(BLOCK_CONV)), sch.get(sch.get_sblock(BLOCK_EPILOGUE))
+    assert "bias" in conv.init.script() and "bias" in [str(region.source.name) for region in conv.reads]
+    assert "bias" not in epilogue.body.script()
+    assert [str(region.source.name) for region in epilogue.reads] == [BLOCK_CONV]
+    channel = conv.init.indices[spec.channel_axis]
+    assert any(channel.same_as(var.var) for var in conv.iter_vars)
