@@ -11,6 +11,7 @@ from .build import build
 from .errors import InvalidArgumentError
 from .ops.depthwise import DepthwiseSpec
 from .ops.tf_params import canonical_dtype
+from .runtime.arrays import as_numpy
 
 _kernels: dict[tuple, Any] = {}
 _kernels_lock = threading.Lock()
@@ -29,8 +30,13 @@ def _hashable(value: Any) -> Any:
 
 
 def _array_of(value: Any, parameter: str) -> Any:
-    if isinstance(value, np.ndarray) or hasattr(value, "__dlpack__"):
+    """`value` as it is when it is a NumPy array or a DLPack tensor with a shape and dtype, else
+    as a NumPy array, or an InvalidArgumentError naming `parameter`."""
+    if isinstance(value, np.ndarray) or (hasattr(value, "__dlpack__") and hasattr(value, "shape")
+                                         and hasattr(value, "dtype")):
         return value
+    if hasattr(value, "__dlpack__"):
+        return as_numpy(value, parameter)
     try:
         return np.asarray(value)
     except (TypeError, ValueError) as exc:
@@ -70,17 +76,34 @@ def depthwise_conv2d(input: Any, filter: Any, strides: Any, padding: Any,
         InvalidSpecError, InvalidArgumentError: naming the parameter at fault.
         UnknownTargetError: for a target name that is not known.
     """
+    try:
+        key = _cache_key(input, filter, strides, padding, data_format, dilations, target, bias, activation,
+                         filter_format)
+        kernel = _kernels[key]
+    except (AttributeError, KeyError, TypeError):  # not compiled yet, or not arrays yet
+        kernel = None
+    if kernel is not None:  # the lean path: the kernel checks what the key does not cover
+        return kernel(input, filter) if bias is None else kernel(input, filter, bias)
     input = _array_of(input, "input")
     filter = _array_of(filter, "filter")
     inputs = (input, filter) if bias is None else (input, filter, _array_of(bias, "bias"))
-    key = (input.shape, getattr(input, "dtype", None), filter.shape, getattr(filter, "dtype", None),
-           _hashable(strides), _hashable(padding), data_format, _hashable(dilations), target,
-           bias is None, activation, filter_format)
+    key = _cache_key(input, filter, strides, padding, data_format, dilations, target, bias, activation,
+                     filter_format)
     kernel = _kernels.get(key)
     if kernel is None:
         kernel = _compile_for(key, inputs, strides, padding, data_format, dilations, target, activation,
                               filter_format)
     return kernel(*inputs)
+
+
+def _cache_key(input, filter, strides, padding, data_format, dilations, target, bias, activation,
+               filter_format) -> tuple:
+    """What names a compiled kernel in the cache: the arrays' shapes and dtypes, every parameter,
+    whether a bias is passed (its shape and dtype are checked by the kernel)."""
+    return (input.shape, input.dtype, filter.shape, filter.dtype,
+            strides if type(strides) is int else _hashable(strides), _hashable(padding), data_format,
+            dilations if dilations is None else _hashable(dilations), target, bias is None, activation,
+            filter_format)
 
 
 def _dtype_name(array: Any) -> str:

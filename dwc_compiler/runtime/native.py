@@ -21,7 +21,7 @@ class NativeRuntime(Runtime):
         """The module jitted in this process; its ``main`` is looked up once (a lookup by name
         costs ~14 us a call, tvm-notes.md)."""
         module = executable.jit()
-        return Loaded(invoke=module["main"], executable=executable, module=module)
+        return Loaded(invoke=module["main"], executable=executable, module=module, checks_arguments=True)
 
     def load(self, library: Path, spec: Any, target: Any) -> Loaded:
         """Load `library`, refusing one built for CPU features this machine lacks."""
@@ -34,4 +34,4 @@ class NativeRuntime(Runtime):
                 f"({target.resolved_from or target.tvm_target.get('mcpu')}) and needs CPU features this "
                 f"machine lacks: {', '.join(missing)}; rebuild it with --target host")
         module = tvm.runtime.load_module(str(library))
-        return Loaded(invoke=module["main"], library_path=library, module=module)
+        return Loaded(invoke=module["main"], library_path=library, module=module, checks_arguments=True)

@@ -1,0 +1,145 @@
+"""dwc in both data formats against PyTorch's depthwise convolution in both memory formats.
+
+usage: python benchmarks/layouts.py [THREADS] [ROUNDS]
+
+For each MobileNetV2 depthwise layer (3x3, SAME), in one process, interleaved rounds (the order
+reversed every other round, each block warmed up first) of whole calls:
+- ``dwc NHWC`` / ``dwc NCHW``: ``dwc_compiler.depthwise_conv2d`` on plain NumPy arrays as NumPy
+  allocates them (not realigned), TF filter;
+- ``torch NCHW`` / ``torch channels_last``: ``torch.nn.functional.conv2d(groups=C)`` on
+  contiguous NCHW and channels_last tensors (each in its own best configuration: PyTorch's
+  default thread pool set to THREADS, oneDNN as it ships).
+Times are medians over rounds; ratios are medians of the per-round ratios (paired, so that the
+machine's drift between rounds cancels). Writes benchmarks/results/layouts-<stamp>.json and .md
+with the machine it ran on.
+"""
+
+import datetime
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import dwc_compiler as dwc
+from dwc_compiler.benchmarking.harness import machine_info
+from dwc_compiler.files import write_json_atomic
+from dwc_compiler.workloads import MOBILENET_V2
+
+RESULTS = Path(__file__).resolve().parent / "results"
+WARMUP_CALLS, TIMED_CALLS = 3, 10
+
+
+def _block_us(call) -> float:
+    for _ in range(WARMUP_CALLS):
+        call()
+    start = time.perf_counter()
+    for _ in range(TIMED_CALLS):
+        call()
+    return (time.perf_counter() - start) / TIMED_CALLS * 1e6
+
+
+def _calls(spec) -> dict:
+    """The four implementations of one layer, each checked against the float64 reference."""
+    rng = np.random.default_rng(0)
+    batch, height, width, channels = spec.input_shape
+    stride = spec.strides[0]
+    nhwc = rng.random((batch, height, width, channels)).astype(np.float32)
+    nchw = rng.random((batch, channels, height, width)).astype(np.float32)
+    weights = rng.random(spec.filter_shape).astype(np.float32)
+    # TF's SAME pads (top, bottom, left, right); PyTorch pads both sides alike, so an uneven
+    # SAME pad (stride 2 on even sizes: 0 before, 1 after) is given to PyTorch as F.pad.
+    top, bottom, left, right = spec.pads
+    torch_input = torch.from_numpy(nchw)
+    torch_weights = torch.from_numpy(np.ascontiguousarray(weights.transpose(2, 3, 0, 1)))
+    channels_last = torch_input.contiguous(memory_format=torch.channels_last)
+
+    def torch_call(tensor):
+        if top == bottom and left == right:
+            return torch.nn.functional.conv2d(tensor, torch_weights, stride=stride, padding=(top, left),
+                                              groups=channels)
+        padded = torch.nn.functional.pad(tensor, (left, right, top, bottom))
+        return torch.nn.functional.conv2d(padded, torch_weights, stride=stride, groups=channels)
+
+    calls = {
+        "dwc NHWC": lambda: dwc.depthwise_conv2d(nhwc, weights, stride, "SAME"),
+        "dwc NCHW": lambda: dwc.depthwise_conv2d(nchw, weights, stride, "SAME", "NCHW"),
+        "torch NCHW": lambda: torch_call(torch_input),
+        "torch channels_last": lambda: torch_call(channels_last),
+    }
+    nchw_spec = dwc.DepthwiseSpec.create(nchw.shape, spec.filter_shape, stride, "SAME", "NCHW")
+    expected = {"dwc NHWC": spec.reference(nhwc, weights)}
+    expected["dwc NCHW"] = expected["torch NCHW"] = expected["torch channels_last"] = nchw_spec.reference(nchw, weights)
+    for name, call in calls.items():
+        result = np.asarray(call())
+        error = np.max(np.abs(result - expected[name])) / np.max(np.abs(expected[name]))
+        if error > 1e-5:
+            raise AssertionError(f"{name} differs from the reference on {spec.describe()}: {error:.2e}")
+    return calls
+
+
+def measure(name: str, spec, rounds: int) -> dict:
+    calls = _calls(spec)
+    samples = {way: [] for way in calls}
+    for round_index in range(rounds):
+        order = list(calls) if round_index % 2 == 0 else list(reversed(calls))
+        for way in order:
+            samples[way].append(_block_us(calls[way]))
+
+    def paired(a: str, b: str) -> float:
+        return statistics.median(x / y for x, y in zip(samples[a], samples[b]))
+
+    return {"layer": name, "median_us": {way: statistics.median(values) for way, values in samples.items()},
+            "torch_nchw_over_dwc_nchw": paired("torch NCHW", "dwc NCHW"),
+            "fastest_torch_over_dwc_nchw": min(paired("torch NCHW", "dwc NCHW"),
+                                               paired("torch channels_last", "dwc NCHW")),
+            "fastest_torch_over_dwc_nhwc": min(paired("torch NCHW", "dwc NHWC"),
+                                               paired("torch channels_last", "dwc NHWC")),
+            "dwc_nchw_over_dwc_nhwc": paired("dwc NCHW", "dwc NHWC"), "samples_us": samples}
+
+
+def main() -> None:
+    threads = int(sys.argv[1]) if len(sys.argv) > 1 else 1
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 15
+    dwc.set_num_threads(threads)
+    torch.set_num_threads(threads)
+    rows = []
+    for name, spec in MOBILENET_V2.items():
+        row = measure(name, spec, rounds)
+        rows.append(row)
+        print(f"{name:20s} " + " ".join(f"{way} {us:7.1f}" for way, us in row["median_us"].items())
+              + f"  torch NCHW / dwc NCHW {row['torch_nchw_over_dwc_nchw']:.2f}x", flush=True)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M")
+    machine = machine_info()
+    method = (f"{threads} thread(s) for dwc and PyTorch {torch.__version__}; whole calls on plain NumPy arrays "
+              f"(dwc) and contiguous tensors (PyTorch); {rounds} interleaved rounds (order reversed every other "
+              f"round), each block {WARMUP_CALLS} warm-up then {TIMED_CALLS} timed calls (block mean); times are "
+              f"medians over rounds, ratios medians of per-round ratios")
+    write_json_atomic(RESULTS / f"layouts-{stamp}.json",
+                      {"machine": machine, "threads": threads, "rounds": rounds, "method": method, "rows": rows,
+                       "created": stamp})
+    lines = [f"# dwc NHWC and NCHW against PyTorch's depthwise conv2d ({threads} thread(s))", "",
+             f"Machine: {machine['cpu']} (LLVM `{machine['llvm_cpu']}`), {machine['usable_cores']} cores, "
+             f"dwc {machine['dwc']}, TVM {machine['tvm']}.", "", f"Method: {method}.", "",
+             "| layer | dwc NHWC (us) | dwc NCHW (us) | torch NCHW (us) | torch channels_last (us) | "
+             "torch NCHW / dwc NCHW | fastest torch / dwc NCHW | fastest torch / dwc NHWC | dwc NCHW / dwc NHWC |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        us = row["median_us"]
+        lines.append(f"| {row['layer']} | {us['dwc NHWC']:.1f} | {us['dwc NCHW']:.1f} | {us['torch NCHW']:.1f} | "
+                     f"{us['torch channels_last']:.1f} | {row['torch_nchw_over_dwc_nchw']:.2f} | "
+                     f"{row['fastest_torch_over_dwc_nchw']:.2f} | {row['fastest_torch_over_dwc_nhwc']:.2f} | "
+                     f"{row['dwc_nchw_over_dwc_nhwc']:.2f} |")
+    geomean = statistics.geometric_mean
+    lines += ["", f"Geomean: torch NCHW / dwc NCHW {geomean([r['torch_nchw_over_dwc_nchw'] for r in rows]):.2f}x, "
+                  f"fastest torch / dwc NCHW {geomean([r['fastest_torch_over_dwc_nchw'] for r in rows]):.2f}x, "
+                  f"fastest torch / dwc NHWC {geomean([r['fastest_torch_over_dwc_nhwc'] for r in rows]):.2f}x, "
+                  f"dwc NCHW / dwc NHWC {geomean([r['dwc_nchw_over_dwc_nhwc'] for r in rows]):.2f}x."]
+    (RESULTS / f"layouts-{stamp}.md").write_text("\n".join(lines) + "\n")
+    print(lines[-1])
+
+
+if __name__ == "__main__":
+    main()
