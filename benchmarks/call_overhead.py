@@ -7,7 +7,7 @@ compiled function: finding the kernel, checking the arrays, handing out an outpu
 on the same arrays, in interleaved rounds (each block warmed up first):
 - ``compiled``: the compiled function alone, ``main(input, filter, out)`` (TVM's FFI takes the
   arrays through DLPack; that conversion counts as the function's, since every caller pays it);
-- ``kernel``: ``Kernel.__call__`` (checks, output buffer);
+- ``kernel``: ``Kernel.call`` (the plain-function form of calling a Kernel: checks, output buffer);
 - ``api``: the whole ``depthwise_conv2d`` call (kernel cache lookup too);
 for NumPy arrays (as NumPy allocates them) and PyTorch CPU tensors (DLPack), on a tiny layer
 (where the kernel takes well under a microsecond, so the difference is Python's) and on
@@ -58,7 +58,7 @@ def _calls(shape, filter_shape, strides, to_tensor):
     out = empty_aligned(spec.output_shape, np.float32)
     return {
         "compiled": lambda: compiled(data, weights, out),
-        "kernel": lambda: kernel(data, weights),
+        "kernel": lambda: kernel.call(data, weights),
         "api": lambda: dwc.depthwise_conv2d(data, weights, strides, "SAME"),
     }
 

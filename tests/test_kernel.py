@@ -80,6 +80,23 @@ def test_dlpack_tensor(kernel):
     assert max_relative_error(kernel(DlpackOnly(data), DlpackOnly(weights)), _expected(data, weights)) < 1e-5
 
 
+def test_pytorch_tensors_through_the_api():
+    """PyTorch CPU tensors through depthwise_conv2d, a second call on the cached kernel included:
+    contiguous ones go to the compiled function as they are, a channels_last view of an NCHW
+    tensor (strides the kernel cannot take) is copied, and a float64 filter is named."""
+    torch = pytest.importorskip("torch")
+    data, weights = random_inputs(SPEC)
+    expected = _expected(data, weights)
+    tensor, filter_tensor = torch.from_numpy(data), torch.from_numpy(weights)
+    for _ in range(2):
+        assert max_relative_error(dwc.depthwise_conv2d(tensor, filter_tensor, 1, "SAME"), expected) < 1e-5
+    strided = torch.from_numpy(np.ascontiguousarray(data.transpose(0, 3, 1, 2))).permute(0, 2, 3, 1)
+    assert not strided.is_contiguous()
+    assert max_relative_error(dwc.depthwise_conv2d(strided, filter_tensor, 1, "SAME"), expected) < 1e-5
+    with pytest.raises(dwc.InvalidArgumentError, match="filter"):
+        dwc.depthwise_conv2d(tensor, filter_tensor.double(), 1, "SAME")
+
+
 def test_wrong_shape_and_dtype_name_the_argument(kernel):
     """A kernel refuses arrays of another shape or dtype with an InvalidArgumentError."""
     data, weights = random_inputs(SPEC)
@@ -100,6 +117,11 @@ def test_api_caches_kernels_and_checks_dtypes():
     cached = len(api._kernels)
     dwc.depthwise_conv2d(data, weights, [1, 1, 1, 1], "SAME")
     assert len(api._kernels) == cached
+    # A filter of another dtype than the cached kernel's (the compiled function refuses it and
+    # the checked path names it), and one on a first call (refused before compiling).
+    with pytest.raises(dwc.InvalidArgumentError, match="filter: expected dtype float32, got float64"):
+        dwc.depthwise_conv2d(data, weights.astype(np.float64), [1, 1, 1, 1], "SAME")
+    api.clear_kernel_cache()
     with pytest.raises(dwc.InvalidArgumentError, match="filter: dtype float64 differs"):
         dwc.depthwise_conv2d(data, weights.astype(np.float64), [1, 1, 1, 1], "SAME")
     with pytest.raises(dwc.InvalidSpecError, match="strides"):

@@ -108,6 +108,7 @@ class Kernel:
         self._output_dtype = np.dtype(self._output.dtype)
         self._spare_output: np.ndarray | None = None
         self._invoke = loaded.invoke
+        self.call = self._lean_call()
 
     def __repr__(self) -> str:
         return f"Kernel({self.spec.describe()}, target={self.target.name}, schedule={self.schedule})"
@@ -122,17 +123,32 @@ class Kernel:
         Raises:
             InvalidArgumentError: naming the argument that is missing or whose shape or dtype is wrong.
         """
-        if self._checks_arguments and len(inputs) == self._input_count:
-            # The lean path (about 0.3 us of Python): NumPy arrays and DLPack tensors as given;
-            # the compiled function refuses any that does not fit, and then the checked path
-            # below copies what can be copied or names what is wrong.
-            result = self._fresh_output() if out is None else out
-            try:
-                self._invoke(*inputs, result)
-                return result
-            except _REFUSALS:
-                pass
-        return self._checked_call(inputs, out)
+        return self.call(*inputs, out=out)
+
+    def _lean_call(self) -> Callable[..., Any]:
+        """``kernel.call``: the call as a plain function (cheaper to enter than ``__call__``,
+        ~1 us here), for callers on a hot path such as ``depthwise_conv2d``.
+
+        Where the compiled function checks its arguments (native CPU kernels), the arrays go to
+        it as given, NumPy arrays and DLPack tensors alike; when it refuses one, the checked path
+        copies what can be copied or names what is wrong. Elsewhere every call is checked.
+        """
+        invoke, count, checked, fresh_output = self._invoke, self._input_count, self._checked_call, self._fresh_output
+        if not self._checks_arguments:
+            def checked_only(*inputs: Any, out: np.ndarray | None = None) -> Any:
+                return checked(inputs, out)
+            return checked_only
+
+        def call(*inputs: Any, out: np.ndarray | None = None) -> Any:
+            if len(inputs) == count:
+                result = fresh_output() if out is None else out
+                try:
+                    invoke(*inputs, result)
+                    return result
+                except _REFUSALS:
+                    pass
+            return checked(inputs, out)
+        return call
 
     def _checked_call(self, inputs: tuple, out: Any) -> Any:
         """The call with every argument checked in Python, copied where it must be."""
