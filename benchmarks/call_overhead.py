@@ -16,17 +16,14 @@ mbv2-7x7x960-s1. The overhead is the median over rounds of the per-round differe
 benchmarks/results/call-overhead-<stamp>.json and .md with the machine it ran on.
 """
 
-import datetime
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 import dwc_compiler as dwc
-from dwc_compiler.benchmarking.harness import machine_info
-from dwc_compiler.files import write_json_atomic
+from dwc_compiler.benchmarking.interleaved import interleaved_rounds, median_difference, write_results
 from dwc_compiler.runtime.arrays import empty_aligned
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -35,15 +32,6 @@ LAYERS = {  # name: (input shape NHWC, filter shape, strides)
     "tiny-1x4x4x8-s1": ((1, 4, 4, 8), (3, 3, 8, 1), 1),
     "mbv2-7x7x960-s1": ((1, 7, 7, 960), (3, 3, 960, 1), 1),
 }
-
-
-def _block_us(call) -> float:
-    for _ in range(WARMUP_CALLS):
-        call()
-    start = time.perf_counter()
-    for _ in range(TIMED_CALLS):
-        call()
-    return (time.perf_counter() - start) / TIMED_CALLS * 1e6
 
 
 def _calls(shape, filter_shape, strides, to_tensor):
@@ -65,14 +53,9 @@ def _calls(shape, filter_shape, strides, to_tensor):
 
 def measure(name: str, kind: str, calls: dict, rounds: int) -> dict:
     """Interleaved rounds of the three calls; medians and paired differences against `compiled`."""
-    samples = {way: [] for way in calls}
-    for round_index in range(rounds):
-        order = list(calls) if round_index % 2 == 0 else list(reversed(calls))
-        for way in order:
-            samples[way].append(_block_us(calls[way]))
+    samples = interleaved_rounds(calls, rounds, WARMUP_CALLS, TIMED_CALLS)
     medians = {way: statistics.median(values) for way, values in samples.items()}
-    overhead = {way: statistics.median(a - b for a, b in zip(samples[way], samples["compiled"]))
-                for way in ("kernel", "api")}
+    overhead = {way: median_difference(samples[way], samples["compiled"]) for way in ("kernel", "api")}
     return {"layer": name, "arrays": kind, "median_us": medians, "overhead_us": overhead, "samples_us": samples}
 
 
@@ -93,22 +76,16 @@ def main() -> None:
             rows.append(row)
             print(f"{name:18s} {kind:6s} compiled {row['median_us']['compiled']:7.2f} us  "
                   f"kernel +{row['overhead_us']['kernel']:.2f}  api +{row['overhead_us']['api']:.2f} us", flush=True)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M")
-    machine = machine_info()
     method = (f"1 thread; {rounds} interleaved rounds (compiled, kernel, api, then reversed), each block "
               f"{WARMUP_CALLS} warm-up calls then {TIMED_CALLS} timed calls (block mean); overhead = median "
               f"over rounds of (call - compiled) within the round")
-    write_json_atomic(RESULTS / f"call-overhead-{stamp}.json",
-                      {"machine": machine, "rounds": rounds, "method": method, "rows": rows, "created": stamp})
-    lines = ["# Python per call over the compiled function (cached spec)", "",
-             f"Machine: {machine['cpu']} (LLVM `{machine['llvm_cpu']}`), {machine['usable_cores']} cores, "
-             f"dwc {machine['dwc']}, TVM {machine['tvm']}.", "", f"Method: {method}.", "",
-             "| layer | arrays | compiled (us) | Kernel call overhead (us) | API call overhead (us) |",
+    table = ["| layer | arrays | compiled (us) | Kernel call overhead (us) | API call overhead (us) |",
              "|---|---|---:|---:|---:|"]
     for row in rows:
-        lines.append(f"| {row['layer']} | {row['arrays']} | {row['median_us']['compiled']:.2f} | "
+        table.append(f"| {row['layer']} | {row['arrays']} | {row['median_us']['compiled']:.2f} | "
                      f"{row['overhead_us']['kernel']:.2f} | {row['overhead_us']['api']:.2f} |")
-    (RESULTS / f"call-overhead-{stamp}.md").write_text("\n".join(lines) + "\n")
+    write_results(RESULTS, "call-overhead", "Python per call over the compiled function (cached spec)", method,
+                  {"rounds": rounds, "rows": rows}, table)
 
 
 if __name__ == "__main__":

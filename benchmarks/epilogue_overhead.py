@@ -10,18 +10,14 @@ median over rounds of each block's mean call time. Writes
 benchmarks/results/epilogue-overhead-<stamp>.json and .md with the machine it ran on.
 """
 
-import datetime
-import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 import dwc_compiler as dwc
-from dwc_compiler.benchmarking.harness import machine_info
-from dwc_compiler.files import write_json_atomic
+from dwc_compiler.benchmarking.interleaved import interleaved_rounds, median_ratio, write_results
 from dwc_compiler.workloads import MOBILENET_V2
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -32,15 +28,6 @@ LIMIT = 1.05
 def _nchw(shape):
     batch, height, width, channels = shape
     return (batch, channels, height, width)
-
-
-def _block_us(call) -> float:
-    for _ in range(WARMUP_CALLS):
-        call()
-    start = time.perf_counter()
-    for _ in range(TIMED_CALLS):
-        call()
-    return (time.perf_counter() - start) / TIMED_CALLS * 1e6
 
 
 def measure(name, spec, data_format, rounds: int) -> dict:
@@ -60,13 +47,9 @@ def measure(name, spec, data_format, rounds: int) -> dict:
     reference = plain_spec.reference(data, weights) + bias.reshape((1, 1, 1, -1) if data_format == "NHWC"
                                                                    else (1, -1, 1, 1))
     error = float(np.max(np.abs(calls["fused"]() - np.clip(reference, 0, 6))) / np.max(np.abs(reference)))
-    samples = {kind: [] for kind in calls}
-    for round_index in range(rounds):
-        order = list(calls) if round_index % 2 == 0 else list(reversed(calls))
-        for kind in order:
-            samples[kind].append(_block_us(calls[kind]))
+    samples = interleaved_rounds(calls, rounds, WARMUP_CALLS, TIMED_CALLS)
     medians = {kind: statistics.median(values) for kind, values in samples.items()}
-    paired = statistics.median(fused / plain for fused, plain in zip(samples["fused"], samples["plain"]))
+    paired = median_ratio(samples["fused"], samples["plain"])
     return {"layer": name, "data_format": data_format, "plain_us": medians["plain"], "fused_us": medians["fused"],
             "ratio": paired, "ratio_of_medians": medians["fused"] / medians["plain"], "max_relative_error": error,
             "input_address_mod_64": int(data.ctypes.data % 64), "samples_us": samples}
@@ -83,28 +66,21 @@ def main() -> None:
             rows.append(row)
             print(f"{name:22s} {data_format} plain {row['plain_us']:8.1f} us  fused {row['fused_us']:8.1f} us  "
                   f"{row['ratio']:.3f}x", flush=True)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M")
-    machine = machine_info()
     method = (f"whole dwc_compiler.depthwise_conv2d calls on plain NumPy arrays (not realigned), {threads} "
               f"thread(s); {rounds} interleaved rounds (plain, fused, then fused, plain, ...), each block "
               f"{WARMUP_CALLS} warm-up calls then {TIMED_CALLS} timed calls (block mean); times are medians over "
               f"rounds, fused / plain the median of the per-round ratios")
-    report = {"machine": machine, "threads": threads, "rounds": rounds, "method": method, "limit": LIMIT,
-              "rows": rows, "created": stamp}
-    write_json_atomic(RESULTS / f"epilogue-overhead-{stamp}.json", report)
-    lines = [f"# Fused bias + ReLU6 epilogue vs the plain kernel ({threads} thread(s))", "",
-             f"Machine: {machine['cpu']} (LLVM `{machine['llvm_cpu']}`), {machine['usable_cores']} cores, "
-             f"dwc {machine['dwc']}, TVM {machine['tvm']}.", "", f"Method: {method}.", "",
-             "| layer | layout | plain (us) | fused (us) | fused / plain (paired) |", "|---|---|---:|---:|---:|"]
+    table = ["| layer | layout | plain (us) | fused (us) | fused / plain (paired) |", "|---|---|---:|---:|---:|"]
     for row in rows:
         flag = "" if row["ratio"] <= LIMIT else " (over 5%)"
-        lines.append(f"| {row['layer']} | {row['data_format']} | {row['plain_us']:.1f} | {row['fused_us']:.1f} | "
+        table.append(f"| {row['layer']} | {row['data_format']} | {row['plain_us']:.1f} | {row['fused_us']:.1f} | "
                      f"{row['ratio']:.3f}{flag} |")
     worst = max(rows, key=lambda row: row["ratio"])
-    lines += ["", f"Worst: {worst['layer']} {worst['data_format']} at {worst['ratio']:.3f}x; "
+    table += ["", f"Worst: {worst['layer']} {worst['data_format']} at {worst['ratio']:.3f}x; "
                   f"geomean {statistics.geometric_mean([row['ratio'] for row in rows]):.3f}x."]
-    (RESULTS / f"epilogue-overhead-{stamp}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines[-1:]))
+    write_results(RESULTS, "epilogue-overhead", f"Fused bias + ReLU6 epilogue vs the plain kernel ({threads} thread(s))",
+                  method, {"threads": threads, "rounds": rounds, "limit": LIMIT, "rows": rows}, table)
+    print(table[-1])
 
 
 if __name__ == "__main__":

@@ -14,31 +14,19 @@ machine's drift between rounds cancels). Writes benchmarks/results/layouts-<stam
 with the machine it ran on.
 """
 
-import datetime
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import dwc_compiler as dwc
-from dwc_compiler.benchmarking.harness import machine_info
-from dwc_compiler.files import write_json_atomic
+from dwc_compiler.benchmarking.interleaved import interleaved_rounds, median_ratio, write_results
 from dwc_compiler.workloads import MOBILENET_V2
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WARMUP_CALLS, TIMED_CALLS = 3, 10
-
-
-def _block_us(call) -> float:
-    for _ in range(WARMUP_CALLS):
-        call()
-    start = time.perf_counter()
-    for _ in range(TIMED_CALLS):
-        call()
-    return (time.perf_counter() - start) / TIMED_CALLS * 1e6
 
 
 def _calls(spec) -> dict:
@@ -82,14 +70,10 @@ def _calls(spec) -> dict:
 
 def measure(name: str, spec, rounds: int) -> dict:
     calls = _calls(spec)
-    samples = {way: [] for way in calls}
-    for round_index in range(rounds):
-        order = list(calls) if round_index % 2 == 0 else list(reversed(calls))
-        for way in order:
-            samples[way].append(_block_us(calls[way]))
+    samples = interleaved_rounds(calls, rounds, WARMUP_CALLS, TIMED_CALLS)
 
     def paired(a: str, b: str) -> float:
-        return statistics.median(x / y for x, y in zip(samples[a], samples[b]))
+        return median_ratio(samples[a], samples[b])
 
     return {"layer": name, "median_us": {way: statistics.median(values) for way, values in samples.items()},
             "torch_nchw_over_dwc_nchw": paired("torch NCHW", "dwc NCHW"),
@@ -111,34 +95,28 @@ def main() -> None:
         rows.append(row)
         print(f"{name:20s} " + " ".join(f"{way} {us:7.1f}" for way, us in row["median_us"].items())
               + f"  torch NCHW / dwc NCHW {row['torch_nchw_over_dwc_nchw']:.2f}x", flush=True)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M")
-    machine = machine_info()
     method = (f"{threads} thread(s) for dwc and PyTorch {torch.__version__}; whole calls on plain NumPy arrays "
-              f"(dwc) and contiguous tensors (PyTorch); {rounds} interleaved rounds (order reversed every other "
-              f"round), each block {WARMUP_CALLS} warm-up then {TIMED_CALLS} timed calls (block mean); times are "
-              f"medians over rounds, ratios medians of per-round ratios")
-    write_json_atomic(RESULTS / f"layouts-{stamp}.json",
-                      {"machine": machine, "threads": threads, "rounds": rounds, "method": method, "rows": rows,
-                       "created": stamp})
-    lines = [f"# dwc NHWC and NCHW against PyTorch's depthwise conv2d ({threads} thread(s))", "",
-             f"Machine: {machine['cpu']} (LLVM `{machine['llvm_cpu']}`), {machine['usable_cores']} cores, "
-             f"dwc {machine['dwc']}, TVM {machine['tvm']}.", "", f"Method: {method}.", "",
-             "| layer | dwc NHWC (us) | dwc NCHW (us) | torch NCHW (us) | torch channels_last (us) | "
+              f"(dwc) and contiguous tensors (PyTorch; an uneven SAME pad, stride 2 on even sizes, given to it as "
+              f"F.pad); {rounds} interleaved rounds (order reversed every other round), each block {WARMUP_CALLS} "
+              f"warm-up then {TIMED_CALLS} timed calls (block mean); times are medians over rounds, ratios medians "
+              f"of per-round ratios")
+    table = ["| layer | dwc NHWC (us) | dwc NCHW (us) | torch NCHW (us) | torch channels_last (us) | "
              "torch NCHW / dwc NCHW | fastest torch / dwc NCHW | fastest torch / dwc NHWC | dwc NCHW / dwc NHWC |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         us = row["median_us"]
-        lines.append(f"| {row['layer']} | {us['dwc NHWC']:.1f} | {us['dwc NCHW']:.1f} | {us['torch NCHW']:.1f} | "
+        table.append(f"| {row['layer']} | {us['dwc NHWC']:.1f} | {us['dwc NCHW']:.1f} | {us['torch NCHW']:.1f} | "
                      f"{us['torch channels_last']:.1f} | {row['torch_nchw_over_dwc_nchw']:.2f} | "
                      f"{row['fastest_torch_over_dwc_nchw']:.2f} | {row['fastest_torch_over_dwc_nhwc']:.2f} | "
                      f"{row['dwc_nchw_over_dwc_nhwc']:.2f} |")
     geomean = statistics.geometric_mean
-    lines += ["", f"Geomean: torch NCHW / dwc NCHW {geomean([r['torch_nchw_over_dwc_nchw'] for r in rows]):.2f}x, "
+    table += ["", f"Geomean: torch NCHW / dwc NCHW {geomean([r['torch_nchw_over_dwc_nchw'] for r in rows]):.2f}x, "
                   f"fastest torch / dwc NCHW {geomean([r['fastest_torch_over_dwc_nchw'] for r in rows]):.2f}x, "
                   f"fastest torch / dwc NHWC {geomean([r['fastest_torch_over_dwc_nhwc'] for r in rows]):.2f}x, "
                   f"dwc NCHW / dwc NHWC {geomean([r['dwc_nchw_over_dwc_nhwc'] for r in rows]):.2f}x."]
-    (RESULTS / f"layouts-{stamp}.md").write_text("\n".join(lines) + "\n")
-    print(lines[-1])
+    write_results(RESULTS, "layouts", f"dwc NHWC and NCHW against PyTorch's depthwise conv2d ({threads} thread(s))",
+                  method, {"threads": threads, "rounds": rounds, "rows": rows}, table)
+    print(table[-1])
 
 
 if __name__ == "__main__":
