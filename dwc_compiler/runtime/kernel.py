@@ -91,6 +91,8 @@ class Kernel:
         target: the :class:`~dwc_compiler.targets.TargetInfo` it was built for.
         schedule: which schedule built it (``"hand:x86"``, or a tuning record's id).
         record: which tuning record was considered and why (None when no record exists).
+        call: ``kernel.call(*inputs, out=None)`` is ``kernel(*inputs, out=None)`` as a plain
+            function, cheaper to enter on a hot path.
     """
 
     def __init__(self, spec: Any, target: Any, schedule: str, runtime: Any, loaded: Loaded,
