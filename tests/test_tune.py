@@ -204,7 +204,11 @@ def test_sigkill_mid_job_keeps_records_and_a_rerun_resumes(tmp_path):
     """SIGKILL after the first batch leaves a readable file with every finished trial; the same
     command then finishes the budget (not a new one) and writes the verdict."""
     command = tune_command(tmp_path, "--trials", "16", "--trials-per-round", "8")
-    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    # The killed job cannot remove its working directory: it makes it inside tmp_path.
+    job_tmp = tmp_path / "job-tmp"
+    job_tmp.mkdir()
+    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                           env={**os.environ, "TMPDIR": str(job_tmp)})
     path = RecordStore(tmp_path, TARGET).path
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and job.poll() is None:
