@@ -15,14 +15,19 @@ SLOW_FILES = ("test_tune.py",)
 
 
 def pytest_configure(config):
-    """Builds consult tuning records: point them at an empty directory, not the user's records."""
-    config.dwc_records_dir = tempfile.mkdtemp(prefix="dwc-test-records-")
-    os.environ["DWC_RECORDS"] = config.dwc_records_dir
+    """Every temporary file of the run, the tests' and their subprocesses' (tuning jobs, TVM's
+    builders, a job killed on purpose), goes into one directory that the run removes; builds
+    consult an empty records directory inside it, not the user's records."""
+    config.dwc_temp_dir = tempfile.mkdtemp(prefix="dwc-test-run-")
+    os.environ["TMPDIR"] = config.dwc_temp_dir  # inherited by xdist workers and subprocesses
+    tempfile.tempdir = None  # re-read TMPDIR in this process
+    os.environ["DWC_RECORDS"] = os.path.join(config.dwc_temp_dir, "records")
 
 
 def pytest_unconfigure(config):
-    """Remove the records directory made for this run (each xdist worker made its own)."""
-    shutil.rmtree(getattr(config, "dwc_records_dir", ""), ignore_errors=True)
+    """Remove the run's temporary directory (each xdist worker removes its own, inside the
+    controller's)."""
+    shutil.rmtree(getattr(config, "dwc_temp_dir", ""), ignore_errors=True)
 
 
 def pytest_collection_modifyitems(session, config, items):
