@@ -8,13 +8,15 @@ import click
 
 from ..benchmarking.peers import all_peers
 from ..errors import InvalidArgumentError
+from ..ops.depthwise import DepthwiseSpec
 from ..workloads import WORKLOADS, workload
 from .options import IntList
 
 
 @click.command("bench")
 @click.option("--workloads", "workload_names", default="all", show_default=True, metavar="NAMES",
-              help="Comma-separated workload names (see `dwc build --help`), or all, e.g. mbv2-7x7x960-s1,mbv2-56x56x144-s1.")
+              help="Comma-separated depthwise workload names (see `dwc build --help`), or all, "
+                   "e.g. mbv2-7x7x960-s1,mbv2-56x56x144-s1.")
 @click.option("--threads", type=IntList(), default="1,2", show_default=True,
               help="Thread counts to run at, e.g. 1,2.")
 @click.option("--peers", "peer_names", default="all", show_default=True, metavar="NAMES",
@@ -41,9 +43,12 @@ def command(workload_names: str, threads: tuple[int, ...], peer_names: str, pass
     """
     from ..benchmarking.harness import run_benchmark
 
-    names = list(WORKLOADS) if workload_names == "all" else [name.strip() for name in workload_names.split(",")]
+    depthwise_names = [name for name, spec in WORKLOADS.items() if isinstance(spec, DepthwiseSpec)]
+    names = depthwise_names if workload_names == "all" else [name.strip() for name in workload_names.split(",")]
     for name in names:
-        workload(name)  # raises a clear error for an unknown name
+        if not isinstance(workload(name), DepthwiseSpec):  # workload() names the known ones for a typo
+            raise InvalidArgumentError(f"workloads: {name} is a separable block; dwc bench times depthwise layers "
+                                       "(benchmarks/separable.py times the separable blocks against their peers)")
     known = [peer.name for peer in all_peers()]
     peers = None if peer_names == "all" else [name.strip() for name in peer_names.split(",")]
     for name in peers or []:

@@ -9,8 +9,10 @@ from typing import Any, Callable
 import click
 
 from ..errors import InvalidSpecError
+from ..ops import SPEC_TYPES
 from ..ops.depthwise import FILTER_FORMATS, DepthwiseSpec
 from ..ops.epilogue import ACTIVATIONS
+from ..ops.separable import SeparableSpec
 from ..ops.tf_params import DATA_FORMATS, DTYPES
 from ..workloads import WORKLOADS, workload
 
@@ -49,11 +51,15 @@ class Padding(click.ParamType):
 
 
 def spec_options(command: Callable, required: bool = True) -> Callable:
-    """Add the options that describe a convolution; the command receives ``spec``.
+    """Add the options that describe a convolution (depthwise, or separable with ``--op
+    separable``); the command receives ``spec``.
 
     With `required` False, a command given none of the shape options receives ``spec=None``.
     """
     options = [
+        click.option("--op", type=click.Choice(tuple(SPEC_TYPES)), default="depthwise", show_default=True,
+                     help="depthwise (tf.nn.depthwise_conv2d) or separable (tf.nn.separable_conv2d: the "
+                          "depthwise step, then a 1x1 pointwise product, fused in one kernel)."),
         click.option("--workload", "workload_name", metavar="NAME",
                      help=f"A named workload instead of the shape options, e.g. mbv2-56x56x144-s1 "
                           f"(one of: {', '.join(WORKLOADS)})."),
@@ -66,9 +72,15 @@ def spec_options(command: Callable, required: bool = True) -> Callable:
                      help="Filter layout: HWCM [KH,KW,C,M] (TF), OIHW [C*M,1,KH,KW] (PyTorch), "
                           "GOIHW [C,M,1,KH,KW] (oneDNN)."),
         click.option("--bias", "with_bias", is_flag=True,
-                     help="The kernel adds a bias of C*M values to the output (fused, no extra pass)."),
+                     help="The kernel adds a bias of C*M values to the depthwise output (fused, no extra pass)."),
         click.option("--activation", type=click.Choice(ACTIVATIONS), default="none", show_default=True,
-                     help="Activation fused after the bias: none, relu or relu6."),
+                     help="Activation fused after the depthwise bias: none, relu or relu6."),
+        click.option("--pointwise-filter-shape", type=IntList(),
+                     help="--op separable: the pointwise filter [1,1,C*M,O], e.g. 1,1,144,24."),
+        click.option("--pointwise-bias", "with_pointwise_bias", is_flag=True,
+                     help="--op separable: a bias of O values after the pointwise step."),
+        click.option("--pointwise-activation", type=click.Choice(ACTIVATIONS), default="none", show_default=True,
+                     help="--op separable: activation after the pointwise bias."),
         click.option("--strides", type=IntList(), default="1,1", show_default=True,
                      help="Row,col strides (e.g. 2,2), or TF's four numbers in the layout (1,2,2,1 for NHWC)."),
         click.option("--padding", type=Padding(), default="SAME", show_default=True,
@@ -82,22 +94,51 @@ def spec_options(command: Callable, required: bool = True) -> Callable:
     ]
 
     @functools.wraps(command)
-    def wrapper(*args, workload_name, input_shape, filter_shape, filter_format, with_bias, activation, strides,
-                padding, dilations, data_format, dtype, **kwargs):
+    def wrapper(*args, op, workload_name, input_shape, filter_shape, filter_format, with_bias, activation,
+                pointwise_filter_shape, with_pointwise_bias, pointwise_activation, strides, padding, dilations,
+                data_format, dtype, **kwargs):
+        separable_only = {"--pointwise-filter-shape": pointwise_filter_shape is not None,
+                          "--pointwise-bias": with_pointwise_bias, "--pointwise-activation": pointwise_activation != "none"}
         if workload_name:
-            spec = dataclasses.replace(workload(workload_name), with_bias=with_bias, activation=activation)
+            spec = _with_epilogues(workload(workload_name), with_bias, activation, with_pointwise_bias,
+                                   pointwise_activation)
         elif not required and input_shape is None and filter_shape is None:
             spec = None
         elif input_shape is None or filter_shape is None:
             raise InvalidSpecError(
                 "input shape: give --input-shape and --filter-shape (e.g. --input-shape 1,56,56,144 "
                 "--filter-shape 3,3,144,1), or --workload NAME")
+        elif op == SeparableSpec.op:
+            if pointwise_filter_shape is None:
+                raise InvalidSpecError("pointwise_filter shape: --op separable needs --pointwise-filter-shape "
+                                       "1,1,C*M,O (e.g. 1,1,144,24)")
+            if filter_format != "HWCM":
+                raise InvalidSpecError("filter_format: --op separable takes TF's HWCM depthwise filter only")
+            spec = SeparableSpec.create(input_shape, filter_shape, pointwise_filter_shape, strides, padding,
+                                        data_format, dilations, dtype, with_depthwise_bias=with_bias,
+                                        depthwise_activation=activation, with_pointwise_bias=with_pointwise_bias,
+                                        pointwise_activation=pointwise_activation)
         else:
             spec = DepthwiseSpec.create(input_shape, filter_shape, strides, padding, data_format,
                                         dilations, dtype, filter_format=filter_format, with_bias=with_bias,
                                         activation=activation)
+        if spec is not None and not isinstance(spec, SeparableSpec) and any(separable_only.values()):
+            given = ", ".join(name for name, used in separable_only.items() if used)
+            raise InvalidSpecError(f"op: {given} describe the pointwise step of --op separable "
+                                   f"(or a separable --workload such as mbv2-56x56x144-s1-pw24)")
         return command(*args, spec=spec, **kwargs)
 
     for option in reversed(options):
         wrapper = option(wrapper)
     return wrapper
+
+
+def _with_epilogues(spec: DepthwiseSpec | SeparableSpec, with_bias: bool, activation: str, with_pointwise_bias: bool,
+                    pointwise_activation: str) -> DepthwiseSpec | SeparableSpec:
+    """A named workload's spec with the epilogues the options ask for (``--bias``/``--activation``
+    after the depthwise step, ``--pointwise-*`` after a separable workload's pointwise step)."""
+    if isinstance(spec, SeparableSpec):
+        depthwise = dataclasses.replace(spec.depthwise, with_bias=with_bias, activation=activation)
+        return dataclasses.replace(spec, depthwise=depthwise, with_pointwise_bias=with_pointwise_bias,
+                                   pointwise_activation=pointwise_activation)
+    return dataclasses.replace(spec, with_bias=with_bias, activation=activation)

@@ -1,4 +1,5 @@
-"""The TF-compatible entry point, ``depthwise_conv2d``, with its per-process kernel cache."""
+"""The TF-compatible entry points, ``depthwise_conv2d`` and ``separable_conv2d``, with their
+per-process kernel cache."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 from .build import build
 from .errors import InvalidArgumentError
 from .ops.depthwise import DepthwiseSpec
+from .ops.separable import SeparableSpec
 from .ops.tf_params import canonical_dtype
 from .runtime.arrays import as_numpy
 
@@ -114,18 +116,34 @@ def _dtype_name(array: Any) -> str:
     return str(getattr(array, "dtype", "?")).rsplit(".", 1)[-1]
 
 
-def _compile_for(key, inputs, strides, padding, data_format, dilations, target, activation, filter_format):
-    input, filter, *bias = inputs
-    dtype = canonical_dtype(_dtype_name(input), "input dtype")
-    for name, array in (("filter", filter), *(("bias", value) for value in bias)):
+def _common_dtype(named_arrays: dict[str, Any]) -> str:
+    """The input's dtype name, once every other array is checked to have the same one."""
+    dtype = canonical_dtype(_dtype_name(named_arrays["input"]), "input dtype")
+    for name, array in named_arrays.items():
         array_dtype = canonical_dtype(_dtype_name(array), f"{name} dtype")
         if array_dtype != dtype:
             raise InvalidArgumentError(f"{name}: dtype {array_dtype} differs from the input's {dtype}; they must match")
+    return dtype
+
+
+def _check_bias(bias: Any, parameter: str, size: int, what: str) -> None:
+    """An InvalidArgumentError unless `bias` (None: none given) is a 1-D array of `size` values."""
+    if bias is not None and tuple(bias.shape) != (size,):
+        raise InvalidArgumentError(f"{parameter}: expected a 1-D array of {what} = {size} values, "
+                                   f"got shape {list(bias.shape)}")
+
+
+def _compile_for(key, inputs, strides, padding, data_format, dilations, target, activation, filter_format):
+    input, filter, *bias = inputs
+    dtype = _common_dtype({"input": input, "filter": filter, **({"bias": bias[0]} if bias else {})})
     spec = DepthwiseSpec.create(tuple(input.shape), tuple(filter.shape), strides, padding, data_format, dilations,
                                 dtype, filter_format=filter_format, with_bias=bool(bias), activation=activation)
-    if bias and tuple(bias[0].shape) != (spec.out_channels,):
-        raise InvalidArgumentError(
-            f"bias: expected a 1-D array of C*M = {spec.out_channels} values, got shape {list(bias[0].shape)}")
+    _check_bias(bias[0] if bias else None, "bias", spec.out_channels, "C*M")
+    return _cached_build(key, spec, target)
+
+
+def _cached_build(key: tuple, spec: Any, target: str):
+    """The kernel cached under `key`, built for `spec` and `target` by the first caller."""
     with _kernels_lock:
         kernel = _kernels.get(key)
         if kernel is None:
@@ -134,7 +152,70 @@ def _compile_for(key, inputs, strides, padding, data_format, dilations, target, 
     return kernel
 
 
+def separable_conv2d(input: Any, depthwise_filter: Any, pointwise_filter: Any, strides: Any, padding: Any,
+                     data_format: str | None = "NHWC", dilations: Any = None, target: str = "host",
+                     depthwise_bias: Any = None, depthwise_activation: str | None = None,
+                     pointwise_bias: Any = None, pointwise_activation: str | None = None) -> np.ndarray:
+    """``tf.nn.separable_conv2d``, compiled by dwc into one fused kernel: the depthwise step,
+    then the 1x1 pointwise product, with no intermediate tensor in memory; and a bias and
+    activation after each step (a MobileNet block: depthwise -> bias -> ReLU6 -> pointwise -> bias).
+
+    Args:
+        input: 4-D array in `data_format` (NumPy, or anything speaking DLPack on the CPU).
+        depthwise_filter: ``[KH, KW, C, M]``, the input's dtype.
+        pointwise_filter: ``[1, 1, C*M, O]``, the input's dtype.
+        strides, padding, data_format, dilations: as :func:`depthwise_conv2d`; they apply to the
+            depthwise step (the pointwise step has stride 1 and no padding, as in TF).
+        target: a named target (``dwc targets``); ``"host"`` is this machine's CPU.
+        depthwise_bias: None, or C*M values added after the depthwise step.
+        depthwise_activation: None/``"none"``, ``"relu"`` or ``"relu6"``, after the depthwise bias.
+        pointwise_bias: None, or O values added after the pointwise step.
+        pointwise_activation: None/``"none"``, ``"relu"`` or ``"relu6"``, after the pointwise bias.
+
+    Returns:
+        The output ``[N, OH, OW, O]`` (NHWC) or ``[N, O, OH, OW]`` (NCHW) as a NumPy array.
+
+    The kernel is compiled on first use of each (shapes, parameters, dtype, epilogues, target)
+    and cached for the life of the process.
+
+    Raises:
+        InvalidSpecError, InvalidArgumentError: naming the parameter at fault.
+        UnknownTargetError: for a target name that is not known.
+    """
+    parameters = (strides if type(strides) is int else _hashable(strides),
+                  padding if type(padding) is str else _hashable(padding), data_format,
+                  dilations if dilations is None else _hashable(dilations), target,
+                  depthwise_bias is None, depthwise_activation, pointwise_bias is None, pointwise_activation)
+    biases = [bias for bias in (depthwise_bias, pointwise_bias) if bias is not None]
+    try:
+        kernel = _kernels[("separable", input.shape, input.dtype, depthwise_filter.shape, pointwise_filter.shape,
+                           *parameters)]
+    except (AttributeError, KeyError, TypeError):  # not compiled yet, or not arrays yet
+        kernel = None
+    if kernel is not None:  # the lean path: the kernel checks what the key does not cover
+        return kernel.call(input, depthwise_filter, pointwise_filter, *biases)
+    named = {"input": _array_of(input, "input"), "depthwise_filter": _array_of(depthwise_filter, "depthwise_filter"),
+             "pointwise_filter": _array_of(pointwise_filter, "pointwise_filter")}
+    if depthwise_bias is not None:
+        named["depthwise_bias"] = _array_of(depthwise_bias, "depthwise_bias")
+    if pointwise_bias is not None:
+        named["pointwise_bias"] = _array_of(pointwise_bias, "pointwise_bias")
+    key = ("separable", named["input"].shape, named["input"].dtype, named["depthwise_filter"].shape,
+           named["pointwise_filter"].shape, *parameters)
+    kernel = _kernels.get(key)
+    if kernel is None:
+        spec = SeparableSpec.create(
+            tuple(named["input"].shape), tuple(named["depthwise_filter"].shape),
+            tuple(named["pointwise_filter"].shape), strides, padding, data_format, dilations, _common_dtype(named),
+            with_depthwise_bias=depthwise_bias is not None, depthwise_activation=depthwise_activation,
+            with_pointwise_bias=pointwise_bias is not None, pointwise_activation=pointwise_activation)
+        _check_bias(named.get("depthwise_bias"), "depthwise_bias", spec.depthwise_channels, "C*M")
+        _check_bias(named.get("pointwise_bias"), "pointwise_bias", spec.out_channels, "out_channels O")
+        kernel = _cached_build(key, spec, target)
+    return kernel(*named.values())
+
+
 def clear_kernel_cache() -> None:
-    """Forget every kernel compiled by :func:`depthwise_conv2d` in this process."""
+    """Forget every kernel compiled by :func:`depthwise_conv2d` and :func:`separable_conv2d` in this process."""
     with _kernels_lock:
         _kernels.clear()

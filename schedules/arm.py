@@ -14,11 +14,14 @@ from typing import Any
 from ..ops.depthwise import DepthwiseSpec
 from ..ops.primfunc import accumulator_dtype
 from .cpu import CpuTiling, apply_cpu_rule, plan_tiling
+from .cpu_separable import apply_separable_rule
 
 NAME = "hand:arm"
 
 NHWC_TILES = ((2, 2), (1, 4), (1, 7), (1, 5), (1, 6))
 NCHW_TILES = ((4, 1),)
+# The separable (fused) kernel's register tiles are sized to NEON's 32 vector registers.
+NEON_REGISTERS = 32
 
 
 def default_tiling(spec: DepthwiseSpec, target) -> CpuTiling:
@@ -29,4 +32,6 @@ def default_tiling(spec: DepthwiseSpec, target) -> CpuTiling:
 
 def apply(func: Any, spec: Any, target: Any, tunable: bool = False, hand_decisions: bool = False):
     """The arm rule (see ``base.py``): None unless `target` is of the arm family."""
-    return apply_cpu_rule(func, spec, target, "arm", default_tiling, tunable, hand_decisions)
+    return (apply_cpu_rule(func, spec, target, "arm", default_tiling, tunable, hand_decisions)
+            or apply_separable_rule(func, spec, target, "arm", NEON_REGISTERS, tunable,
+                                    hand_decisions))

@@ -128,7 +128,7 @@ def _unroll_window(sch, window_row, window_col, spec: DepthwiseSpec) -> None:
         sch.unroll(window_row)
 
 
-def _accumulate_in_registers(sch, conv, tile_loop, spec: DepthwiseSpec, tiling: CpuTiling, tile_loops: int,
+def accumulate_in_registers(sch, conv, tile_loop, spec: DepthwiseSpec, tiling: CpuTiling, tile_loops: int,
                              multiplier: int = 1) -> None:
     """The register tile under `tile_loop`: its sums in a ``local`` buffer, the filter window
     outermost and unrolled around them, the vector lanes innermost.
@@ -148,7 +148,7 @@ def _accumulate_in_registers(sch, conv, tile_loop, spec: DepthwiseSpec, tiling: 
     sch.decompose_reduction(conv, window_row)
 
 
-def _filter_per_multiple(sch, conv, spec: DepthwiseSpec) -> None:
+def filter_per_multiple(sch, conv, spec: DepthwiseSpec, filter_name: str = "filter") -> None:
     """Make the filter taps of one multiple contiguous over channels, as the vectors read them.
 
     Output channel k = c * M + q reads input channel c. Vectors run over c for one q at a time,
@@ -159,13 +159,13 @@ def _filter_per_multiple(sch, conv, spec: DepthwiseSpec) -> None:
     """
     multiplier = spec.multiplier
     if multiplier > 1 or spec.filter_format != "HWCM":
-        filter_copy = sch.cache_read(conv, read_index(sch, conv, "filter"), "global")
+        filter_copy = sch.cache_read(conv, read_index(sch, conv, filter_name), "global")
         sch.transform_layout(filter_copy, ("write", 0), spec.filter_index_to_hwmc())
     if multiplier > 1:
         sch.transform_layout(conv, ("write", 0), lambda n, i, j, k: (n, i, j, k % multiplier, k // multiplier))
 
 
-def _split_tile(sch, loop, inner: int, search: TileSearch | None, largest_inner: int):
+def split_tile(sch, loop, inner: int, search: TileSearch | None, largest_inner: int):
     """(outer, inner) loops of `loop`: `inner` fixed, or sampled by `search`."""
     if search is None:
         return sch.split(loop, [None, inner])
@@ -180,14 +180,14 @@ def schedule_nhwc(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearc
     sch.compute_inline(sch.get_sblock(BLOCK_PAD))
     conv, epilogue = sch.get_sblock(BLOCK_CONV), sch.get_sblock(BLOCK_EPILOGUE)
     multiplier = spec.multiplier
-    _filter_per_multiple(sch, conv, spec)
+    filter_per_multiple(sch, conv, spec)
 
     batch, row, col, channel = sch.get_loops(epilogue)
-    row_tile, row_in_tile = _split_tile(sch, row, tiling.tile_rows, search, MAX_SAMPLED_ROWS)
+    row_tile, row_in_tile = split_tile(sch, row, tiling.tile_rows, search, MAX_SAMPLED_ROWS)
     channel_vectors, channel_lane, channel_multiple = sch.split(channel, [None, tiling.vector_lanes, multiplier])
-    channel_block, channel_vector = _split_tile(sch, channel_vectors, tiling.vectors_per_block, search,
+    channel_block, channel_vector = split_tile(sch, channel_vectors, tiling.vectors_per_block, search,
                                                 MAX_SAMPLED_VECTORS)
-    col_tile, col_in_tile = _split_tile(sch, col, tiling.tile_cols, search, MAX_SAMPLED_COLS)
+    col_tile, col_in_tile = split_tile(sch, col, tiling.tile_cols, search, MAX_SAMPLED_COLS)
     sch.reorder(batch, row_tile, channel_block, col_tile, row_in_tile, col_in_tile, channel_vector,
                 channel_multiple, channel_lane)
     sch.parallel(sch.fuse(batch, row_tile))
@@ -195,7 +195,7 @@ def schedule_nhwc(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearc
         sch.unroll(loop)
     sch.vectorize(channel_lane)
 
-    _accumulate_in_registers(sch, conv, col_tile, spec, tiling, tile_loops=2, multiplier=multiplier)
+    accumulate_in_registers(sch, conv, col_tile, spec, tiling, tile_loops=2, multiplier=multiplier)
     return sch
 
 
@@ -212,9 +212,9 @@ def schedule_nchw(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearc
     pad, conv, epilogue = sch.get_sblock(BLOCK_PAD), sch.get_sblock(BLOCK_CONV), sch.get_sblock(BLOCK_EPILOGUE)
 
     batch, channel, row, col = sch.get_loops(epilogue)
-    row_tile, row_in_tile = _split_tile(sch, row, tiling.tile_rows, search, MAX_SAMPLED_NCHW_ROWS)
+    row_tile, row_in_tile = split_tile(sch, row, tiling.tile_rows, search, MAX_SAMPLED_NCHW_ROWS)
     col_vectors, col_lane = sch.split(col, [None, tiling.vector_lanes])
-    col_block, col_vector = _split_tile(sch, col_vectors, tiling.vectors_per_block, search, MAX_SAMPLED_VECTORS)
+    col_block, col_vector = split_tile(sch, col_vectors, tiling.vectors_per_block, search, MAX_SAMPLED_VECTORS)
     sch.reorder(batch, channel, row_tile, col_block, row_in_tile, col_vector, col_lane)
     plane = sch.fuse(batch, channel)
     sch.parallel(plane)
@@ -222,13 +222,14 @@ def schedule_nchw(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearc
     sch.unroll(col_vector)
     sch.vectorize(col_lane)
 
-    _accumulate_in_registers(sch, conv, col_block, spec, tiling, tile_loops=1)
-    _padded_plane(sch, pad, plane, spec)
+    accumulate_in_registers(sch, conv, col_block, spec, tiling, tile_loops=1)
+    padded_plane(sch, pad, plane, spec)
     return sch
 
 
-def _padded_plane(sch, pad, plane, spec: DepthwiseSpec) -> None:
-    """The padded input of each plane stored once per plane, before its tiles; for a column
+def padded_plane(sch, pad, plane, spec: DepthwiseSpec) -> None:
+    """The padded input of each plane (the part under the loop `plane`: the fused separable
+    kernel copies the rows of one row tile) stored once per plane, before its tiles; for a column
     stride s > 1 laid out as [row, column % s, column // s] so that strided windows load
     contiguous vectors. The copy covers the columns the plane's sums reach (TVM shrinks it to
     them), which need not be a whole number of vectors; it is left to LLVM's loop vectorizer,

@@ -18,7 +18,8 @@ import dataclasses
 from typing import Any
 
 from ..ops.depthwise import DepthwiseSpec
-from ..ops.primfunc import BLOCK_CONV, BLOCK_EPILOGUE, BLOCK_PAD
+from ..ops.primfunc import BLOCK_CONV, BLOCK_DEPTHWISE, BLOCK_EPILOGUE, BLOCK_PAD, BLOCK_POINTWISE
+from ..ops.separable import SeparableSpec
 from .base import as_schedule
 from .cpu import largest_divisor_at_most, vector_lanes_for
 
@@ -158,13 +159,98 @@ def schedule_nchw(sch, spec: DepthwiseSpec, tiling: CudaTiling):
     return sch
 
 
+@dataclasses.dataclass(frozen=True)
+class SeparableCudaTiling:
+    """Free parameters of the fused separable CUDA schedule.
+
+    Attributes:
+        pixels: output pixels of one row per block (their depthwise results, all C*M channels,
+            are staged in shared memory).
+        vector: output channels per thread access (NHWC: one 16-byte store where O allows).
+        threads_x: NHWC: threads along output-channel vectors; NCHW: along the block's pixels.
+        threads_y: NHWC: along the block's pixels; NCHW: along output channels.
+    """
+
+    pixels: int
+    vector: int
+    threads_x: int
+    threads_y: int
+
+
+def plan_separable_tiling(spec: SeparableSpec, target) -> SeparableCudaTiling:
+    """A block of one row's pixels whose depthwise results fit shared memory, and threads over
+    (pixels, output channels) dividing the output exactly."""
+    shared_limit = int(target.tvm_target.get("max_shared_memory_per_block", 49152))
+    width = spec.depthwise.out_width
+    per_pixel_bytes = spec.depthwise_channels * spec.itemsize
+    pixels = largest_divisor_at_most(width, max(min(WARP, shared_limit // per_pixel_bytes), 1))
+    if spec.data_format == "NHWC":
+        vector = vector_lanes_for(spec.out_channels, BYTES_PER_VECTOR // spec.itemsize)
+        threads_x = largest_divisor_at_most(spec.out_channels // vector, max(MAX_THREADS_PER_BLOCK // pixels, 1))
+        return SeparableCudaTiling(pixels, vector, threads_x, pixels)
+    threads_y = largest_divisor_at_most(spec.out_channels, max(MAX_THREADS_PER_BLOCK // pixels, 1))
+    return SeparableCudaTiling(pixels, 1, pixels, threads_y)
+
+
+def schedule_separable(sch, spec: SeparableSpec, tiling: SeparableCudaTiling):
+    """Blocks over (batch, row, pixel tile): the block's depthwise results for all C*M channels
+    computed into shared memory (each thread some (pixel, channel) sums, the window unrolled in
+    registers, the padding a bounds test of the load), then each thread sums its outputs over
+    the C*M channels in registers, reading the staged results and the pointwise filter, and
+    applies the epilogue as it stores them."""
+    middle, pointwise = sch.get_sblock(BLOCK_DEPTHWISE), sch.get_sblock(BLOCK_POINTWISE)
+    sch.compute_inline(sch.get_sblock(BLOCK_PAD))
+    epilogue = sch.get_sblock(BLOCK_EPILOGUE)
+    if spec.data_format == "NHWC":
+        batch, row, col, out_channel = sch.get_loops(epilogue)
+        col_block, col_thread = sch.split(col, [None, tiling.pixels])
+        out_serial, out_thread, out_lane = sch.split(out_channel, [None, tiling.threads_x, tiling.vector])
+        sch.reorder(batch, row, col_block, col_thread, out_thread, out_serial, out_lane)
+        thread_y, thread_x, per_thread = col_thread, out_thread, (out_serial, out_lane)
+        sch.vectorize(out_lane)
+    else:
+        batch, out_channel, row, col = sch.get_loops(epilogue)
+        col_block, col_thread = sch.split(col, [None, tiling.pixels])
+        out_thread, out_serial = sch.split(out_channel, [tiling.threads_y, None])
+        sch.reorder(batch, row, col_block, out_thread, col_thread, out_serial)
+        thread_y, thread_x, per_thread = out_thread, col_thread, (out_serial,)
+    block = sch.fuse(batch, row, col_block)
+    sch.bind(block, "blockIdx.x")
+    sch.bind(thread_y, "threadIdx.y")
+    sch.bind(thread_x, "threadIdx.x")
+
+    # Each thread's outputs: the C*M channels outermost, the outputs in registers.
+    sch.compute_at(pointwise, thread_x, preserve_unit_loops=True)
+    sch.set_scope(pointwise, 0, "local")
+    *spatial, channel = sch.get_loops(pointwise)[-(len(per_thread) + 1):]
+    sch.reorder(channel, *spatial)
+    for loop in spatial:
+        sch.unroll(loop)
+    sch.decompose_reduction(pointwise, channel)
+
+    # The block's depthwise results in shared memory, spread over the same threads.
+    sch.compute_at(middle, block, preserve_unit_loops=True)
+    sch.set_scope(middle, 0, "shared")
+    _, stage_y, stage_x = sch.split(sch.fuse(*sch.get_loops(middle)[1:]), [None, tiling.threads_y, tiling.threads_x])
+    sch.bind(stage_y, "threadIdx.y")
+    sch.bind(stage_x, "threadIdx.x")
+    conv = sch.get_sblock(BLOCK_CONV)
+    sch.compute_at(conv, stage_x, preserve_unit_loops=True)
+    sch.set_scope(conv, 0, "local")
+    for loop in sch.get_loops(conv)[-2:]:
+        sch.unroll(loop)
+    return sch
+
+
 def apply(func: Any, spec: Any, target: Any, tunable: bool = False, hand_decisions: bool = False):
     """The CUDA rule (see ``base.py``): None unless `target` is a CUDA target. Its design space
     is a single point, the hand tiling (the generic space that tuning unites with it supplies
     the alternatives), so `tunable` changes nothing."""
-    if target.family != "cuda" or not isinstance(spec, DepthwiseSpec):
+    if target.family != "cuda" or not isinstance(spec, (DepthwiseSpec, SeparableSpec)):
         return None
     sch = as_schedule(func)
+    if isinstance(spec, SeparableSpec):
+        return schedule_separable(sch, spec, plan_separable_tiling(spec, target))
     tiling = plan_tiling(spec, target)
     if spec.data_format == "NHWC":
         return schedule_nhwc(sch, spec, tiling)

@@ -17,6 +17,7 @@ from typing import Any
 from ..ops.depthwise import DepthwiseSpec
 from ..ops.primfunc import accumulator_dtype
 from .cpu import CpuTiling, apply_cpu_rule, plan_tiling
+from .cpu_separable import apply_separable_rule
 
 NAME = "hand:x86"
 
@@ -36,4 +37,7 @@ def default_tiling(spec: DepthwiseSpec, target) -> CpuTiling:
 
 def apply(func: Any, spec: Any, target: Any, tunable: bool = False, hand_decisions: bool = False):
     """The x86 rule (see ``base.py``): None unless `target` is of the x86 family."""
-    return apply_cpu_rule(func, spec, target, "x86", default_tiling, tunable, hand_decisions)
+    registers = 32 if target.lanes("float32") >= 16 else 16
+    return (apply_cpu_rule(func, spec, target, "x86", default_tiling, tunable, hand_decisions)
+            or apply_separable_rule(func, spec, target, "x86", registers, tunable,
+                                    hand_decisions))

@@ -7,9 +7,10 @@ from typing import Any
 
 from ..errors import InvalidSpecError
 from .depthwise import DepthwiseSpec
+from .separable import SeparableSpec
 
 # op name (as written in manifests and records) -> spec class
-SPEC_TYPES = {DepthwiseSpec.op: DepthwiseSpec}
+SPEC_TYPES = {DepthwiseSpec.op: DepthwiseSpec, SeparableSpec.op: SeparableSpec}
 
 
 def spec_from_dict(data: dict[str, Any]):

@@ -344,6 +344,10 @@ class DepthwiseSpec:
         or without the fused epilogue (which adds no loop) shares records."""
         return self._key({**self.to_dict(), "with_bias": False, "activation": "none"})
 
+    def biased_sums(self) -> tuple[tuple[str, str, str], ...]:
+        """(sum block, epilogue block, activation) of each bias the PrimFunc starts a sum from."""
+        return ((BLOCK_CONV, BLOCK_EPILOGUE, self.activation),) if self.with_bias else ()
+
     def without_epilogue(self) -> "DepthwiseSpec":
         """The same convolution with no bias and no activation."""
         return dataclasses.replace(self, with_bias=False, activation="none")
@@ -401,6 +405,20 @@ def sum_width(spec: DepthwiseSpec) -> int:
 
 
 def _te_tensors(spec: DepthwiseSpec) -> list:
+    from tvm import te
+
+    data = te.placeholder(spec.input_shape, spec.dtype, name="input")
+    weights = te.placeholder(spec.filter_shape, spec.dtype, name="filter")
+    bias = te.placeholder((spec.out_channels,), spec.dtype, name="bias") if spec.with_bias else None
+    output = te_depthwise(spec, data, weights, bias, BLOCK_EPILOGUE)
+    return [data, weights, *([bias] if bias is not None else []), output]
+
+
+def te_depthwise(spec: DepthwiseSpec, data, weights, bias, name: str, whole_vectors: bool = False):
+    """The TE tensor of `spec` (blocks ``pad``, ``conv`` and `name`, the epilogue: bias,
+    activation, the cast to the storage dtype) on the placeholders `data`, `weights` and `bias`
+    (None: no bias). The result has ``spec.output_shape``; with `whole_vectors`, an NCHW result
+    keeps the ``conv`` block's width (:func:`sum_width`), for a consumer vectorized along columns."""
     from tvm import te, tirx
 
     nhwc = spec.data_format == "NHWC"
@@ -410,9 +428,6 @@ def _te_tensors(spec: DepthwiseSpec) -> list:
     multiplier = spec.multiplier
     acc_dtype = accumulator_dtype(spec.dtype)
 
-    data = te.placeholder(spec.input_shape, spec.dtype, name="input")
-    weights = te.placeholder(spec.filter_shape, spec.dtype, name="filter")
-    bias = te.placeholder((spec.out_channels,), spec.dtype, name="bias") if spec.with_bias else None
     padded_height = spec.in_height + pad_top + pad_bottom
     padded_width = spec.in_width + pad_left + pad_right
     columns = sum_width(spec)
@@ -466,8 +481,8 @@ def _te_tensors(spec: DepthwiseSpec) -> list:
         value = te_epilogue(acc[index], bias[channel] if bias is not None else None, spec.activation, acc_dtype)
         return value.astype(spec.dtype)
 
-    output = te.compute(spec.output_shape, finish, name=BLOCK_EPILOGUE)
-    return [data, weights, *([bias] if bias is not None else []), output]
+    shape = acc.shape if whole_vectors else spec.output_shape
+    return te.compute(shape, finish, name=name)
 
 
 def _reference(spec: DepthwiseSpec, input: np.ndarray, filter: np.ndarray, bias: np.ndarray | None) -> np.ndarray:

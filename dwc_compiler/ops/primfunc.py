@@ -6,6 +6,10 @@ Every op names its blocks the same way, and the schedules rely on it:
 - ``conv``: the reduction over the filter window, accumulating in float32 for float16 inputs;
 - ``epilogue``: bias, activation and the cast back to the storage dtype, as the output is written.
 
+The separable op adds two between them: ``depthwise``, the depthwise step's own epilogue (its
+bias and activation, rounded to the storage dtype as TF's separate ops would), and
+``pointwise``, the 1x1 product's sum over channels, which ``epilogue`` then finishes.
+
 The TE definition adds the bias in the epilogue; the PrimFunc starts each sum from its channel's
 bias instead (the ``conv`` block's init), which spares one vector add per output vector and
 leaves the epilogue only the activation (the fused kernel's cost over the plain one is then the
@@ -22,6 +26,8 @@ from ..errors import BuildError
 BLOCK_PAD = "pad"
 BLOCK_CONV = "conv"
 BLOCK_EPILOGUE = "epilogue"
+BLOCK_DEPTHWISE = "depthwise"
+BLOCK_POINTWISE = "pointwise"
 
 _BUFFER_ARG = re.compile(r'(\w+): T\.Buffer\((\([^)]*\)), "(\w+)"\)')
 
@@ -42,30 +48,30 @@ def prim_func(spec: Any):
 
     tensors = list(spec.te_tensors())
     func = _with_element_alignment(te.create_prim_func(tensors), spec.itemsize, len(tensors))
-    if getattr(spec, "with_bias", False):
-        func = _bias_as_accumulator_start(func, spec.activation)
+    for sum_block, epilogue_block, activation in spec.biased_sums():
+        func = _bias_as_accumulator_start(func, sum_block, epilogue_block, activation)
     return func.with_attr("global_symbol", "main")
 
 
-def _bias_as_accumulator_start(func, activation: str):
-    """`func` with the bias moved from the ``epilogue`` block into the ``conv`` block's init:
-    ``conv[..., k] = bias[k]`` before the window is summed, and the epilogue only `activation`
-    and the cast. The bias's index is found from the epilogue's reads, so any op whose epilogue
-    reads ``conv[index]`` and ``bias[index[p]]`` is rewritten the same way."""
+def _bias_as_accumulator_start(func, sum_block: str, epilogue_block: str, activation: str):
+    """`func` with the bias moved from the `epilogue_block` into the `sum_block`'s init
+    (``conv[..., k] = bias[k]`` before the window is summed), the epilogue left with only
+    `activation` and the cast. The bias's index is found from the epilogue's reads, so any
+    epilogue that reads ``sum[index]`` and ``bias[index[p]]`` is rewritten the same way."""
     from tvm import ir, tirx
     from tvm.s_tir import SBlock, Schedule
 
     from .epilogue import te_epilogue
 
     sch = Schedule(func)
-    conv_rv, epilogue_rv = sch.get_sblock(BLOCK_CONV), sch.get_sblock(BLOCK_EPILOGUE)
+    conv_rv, epilogue_rv = sch.get_sblock(sum_block), sch.get_sblock(epilogue_block)
     conv, epilogue = sch.get(conv_rv), sch.get(epilogue_rv)
     (accumulated,) = [region for region in epilogue.reads if region.source.same_as(conv.writes[0].source)]
     (bias_read,) = [region for region in epilogue.reads if not region.source.same_as(accumulated.source)]
     accumulated_index = [dim.min for dim in accumulated.region]
     channel_position = [i for i, index in enumerate(accumulated_index) if index.same_as(bias_read.region[0].min)]
     if len(channel_position) != 1 or not isinstance(conv.init, tirx.BufferStore):
-        raise BuildError(f"internal: cannot start {BLOCK_CONV} from the bias in {func.script()[:400]}")
+        raise BuildError(f"internal: cannot start {sum_block} from the bias in {func.script()[:400]}")
     accumulator = conv.writes[0].source
     channel = conv.init.indices[channel_position[0]]
     bias = bias_read.source

@@ -1,0 +1,239 @@
+"""What the x86 and ARM schedules share for the separable op: one fused kernel per call.
+
+A MobileNet block (depthwise -> bias -> ReLU6 -> pointwise -> bias) run as two ops writes the
+depthwise result to memory and reads it back. Here it never leaves the cache:
+
+NHWC: row tiles (parallel, fused with batch) -> pixel tiles (a few output rows x columns). For
+each pixel tile the depthwise step is computed for all C*M channels into a small buffer (a
+register tile of pixels x one channel vector at a time, the window unrolled, as the depthwise
+kernel does), then the pointwise product consumes it: for each block of output channels, the
+accumulators (pixels x vectors of output channels) stay in registers while the C*M channels are
+walked, each step one broadcast per pixel and one vector load of the pointwise filter per
+vector (the filter's ``[C*M, O]`` rows are contiguous along O). The epilogue is applied as the
+register tile is stored.
+
+NCHW: (batch, row tile) in parallel -> the depthwise step for all channels of the row tile into
+a buffer (each channel's padded input rows copied once, the window sums vectorized along
+columns) -> blocks of output channels x column vectors: accumulators (output channels x column
+vectors) in registers while the C*M channels are walked, one broadcast of the pointwise filter
+per output channel and one vector load of the depthwise result per column vector.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ..ops.depthwise import sum_width
+from ..ops.primfunc import (BLOCK_CONV, BLOCK_DEPTHWISE, BLOCK_EPILOGUE, BLOCK_PAD, BLOCK_POINTWISE,
+                            accumulator_dtype)
+from ..ops.separable import SeparableSpec
+from .base import as_schedule
+from .cpu import (CpuTiling, TileSearch, accumulate_in_registers, filter_per_multiple, largest_divisor_at_most,
+                  padded_plane, split_tile, vector_lanes_for)
+
+# The largest tiles the design space samples.
+MAX_SAMPLED_PIXEL_ROWS = 4
+MAX_SAMPLED_PIXEL_COLS = 8
+MAX_SAMPLED_OUT_VECTORS = 6
+MAX_SAMPLED_OUT_CHANNELS = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class SeparableTiling:
+    """The free parameters of the fused separable schedule.
+
+    Attributes:
+        lanes: vector lanes of the target for the accumulator dtype.
+        tile_rows: output rows per tile (NHWC: of the pixel tile; NCHW: of the row tile).
+        tile_cols: output columns per pixel tile (NHWC): its depthwise results are made together
+            and feed every output-channel block.
+        out_vectors: NHWC: vectors of output channels per register tile; NCHW: column vectors.
+        out_channels: output channels per register tile (NCHW; NHWC's are its vectors).
+        register_cols: NHWC: pixels (of one row of the pixel tile) per pointwise register tile.
+        depthwise_cols: NHWC: pixels per depthwise register tile.
+        channel_chunk: NHWC: C*M channels summed per pass over the pixel tile: the pointwise
+            filter's rows for one chunk and one output-channel block stay in L1 while every
+            register tile of the pixel tile uses them (the sums wait in a small buffer between
+            chunks); C*M means one pass.
+    """
+
+    lanes: int
+    tile_rows: int
+    tile_cols: int = 1
+    out_vectors: int = 1
+    out_channels: int = 1
+    register_cols: int = 1
+    depthwise_cols: int = 1
+    channel_chunk: int = 1
+
+
+# A pointwise filter of up to this many bytes stays in L1 as it is: pixel tiles are register
+# tiles and each sums all C*M channels at once. Larger filters are walked in chunks of channels
+# whose rows (for one output-channel block) take about FILTER_CHUNK_BYTES, reused by every
+# register tile of a pixel tile of one row of up to MAX_TILE_COLS columns.
+SMALL_FILTER_BYTES = 24 * 1024
+FILTER_CHUNK_BYTES = 12 * 1024
+MAX_TILE_COLS = 16
+MAX_REGISTER_COLS = 8
+
+
+def _register_tile(pixel_choices: list[int], vectors: int, accumulators: int) -> tuple[int, int]:
+    """(pixels, output-channel vectors) of the pointwise register tile: at most `accumulators`
+    sums, the most multiply-adds per load (each channel step loads `vectors` filter vectors and
+    broadcasts `pixels` values for pixels x vectors FMAs), then the larger tile, then the more
+    pixels (which the depthwise step's register tile shares)."""
+    shapes = [(pixels, out_vectors) for pixels in pixel_choices for out_vectors in range(1, vectors + 1)
+              if vectors % out_vectors == 0 and pixels * out_vectors <= accumulators]
+    return max(shapes, key=lambda shape: (shape[0] * shape[1] / (shape[0] + shape[1]), shape[0] * shape[1], shape[0]))
+
+
+def plan_separable_tiling(spec: SeparableSpec, lanes: int, registers: int) -> SeparableTiling:
+    """Tiles for `spec` with `lanes`-wide vectors and `registers` vector registers, each
+    dividing its loop exactly (no predicates in the hot loop).
+
+    NHWC, measured on the MobileNetV2 blocks (1 thread, AVX2): a small pointwise filter (up to
+    24 KB) is read from L1 by register tiles of up to three quarters of the registers
+    (56x56x144->24: 4 pixels x 3 vectors, 1.17x faster than 2 x 3); a larger one is walked in
+    chunks of about 12 KB over pixel tiles of a row, with register tiles of half the registers
+    (14x14x576->96: 2 x 4 in 96-channel chunks 416 us, 2 x 6 544 us, 2 x 4 unchunked 626 us).
+    NCHW: output channels x column vectors.
+    """
+    depthwise = spec.depthwise
+    if spec.data_format == "NHWC":
+        out_lanes = vector_lanes_for(spec.out_channels, lanes)
+        vectors = spec.out_channels // out_lanes
+        width = depthwise.out_width
+        if spec.depthwise_channels * spec.out_channels * spec.itemsize <= SMALL_FILTER_BYTES:
+            pixel_choices = [p for p in range(1, min(width, MAX_REGISTER_COLS) + 1) if width % p == 0]
+            pixels, out_vectors = _register_tile(pixel_choices, vectors, registers * 3 // 4)
+            return SeparableTiling(lanes, 1, pixels, out_vectors, 1, pixels, pixels, spec.depthwise_channels)
+        tile_cols = largest_divisor_at_most(width, MAX_TILE_COLS)
+        pixel_choices = [p for p in range(1, min(tile_cols, MAX_REGISTER_COLS) + 1) if tile_cols % p == 0]
+        pixels, out_vectors = _register_tile(pixel_choices, vectors, registers // 2)
+        chunk_rows = max(FILTER_CHUNK_BYTES // (out_vectors * out_lanes * spec.itemsize), 1)
+        channel_chunk = largest_divisor_at_most(spec.depthwise_channels, chunk_rows)
+        depthwise_cols = largest_divisor_at_most(tile_cols, 7 if registers >= 16 else 4)
+        return SeparableTiling(lanes, 1, tile_cols, out_vectors, 1, pixels, depthwise_cols, channel_chunk)
+    column_vectors = sum_width(depthwise) // lanes
+    out_vectors = largest_divisor_at_most(column_vectors, 3)
+    out_channels = largest_divisor_at_most(spec.out_channels, max(registers * 3 // 4 // out_vectors, 1))
+    return SeparableTiling(lanes, largest_divisor_at_most(depthwise.out_height, 2), 1, out_vectors, out_channels)
+
+
+def _sum_in_registers(sch, summed, tile_loop, vector_lanes: int, tile_loops: int) -> None:
+    """The pointwise register tile under `tile_loop`: its sums in a ``local`` buffer, the C*M
+    channels (the reduction) outermost, the tile's axes unrolled, the last one's lanes vectorized.
+    Below `tile_loop` the pointwise block's loops end with `tile_loops` axes and the reduction."""
+    sch.compute_at(summed, tile_loop, preserve_unit_loops=True)
+    sch.set_scope(summed, 0, "local")
+    *tile_axes, vector_axis, channel = sch.get_loops(summed)[-(tile_loops + 1):]
+    vectors, lane = sch.split(vector_axis, [None, vector_lanes])
+    sch.reorder(channel, *tile_axes, vectors, lane)
+    for loop in (*tile_axes, vectors):
+        sch.unroll(loop)
+    sch.vectorize(lane)
+    sch.decompose_reduction(summed, channel)
+
+
+def schedule_separable_nhwc(sch, spec: SeparableSpec, tiling: SeparableTiling, search: TileSearch | None = None):
+    """Row tiles in parallel -> pixel tiles (the depthwise step into a buffer) -> blocks of output
+    channel vectors -> chunks of channels -> register tiles summed over the chunk. See the
+    module's story."""
+    depthwise = spec.depthwise
+    multiplier = depthwise.multiplier
+    sch.compute_inline(sch.get_sblock(BLOCK_PAD))
+    conv, middle = sch.get_sblock(BLOCK_CONV), sch.get_sblock(BLOCK_DEPTHWISE)
+    pointwise, epilogue = sch.get_sblock(BLOCK_POINTWISE), sch.get_sblock(BLOCK_EPILOGUE)
+    filter_per_multiple(sch, conv, depthwise, "depthwise_filter")
+    if multiplier > 1:  # the depthwise result per multiple, its channel vectors contiguous
+        sch.transform_layout(middle, ("write", 0), lambda n, i, j, k: (n, i, j, k % multiplier, k // multiplier))
+
+    batch, row, col, out_channel = sch.get_loops(epilogue)
+    row_tile, row_in_tile = split_tile(sch, row, tiling.tile_rows, search, MAX_SAMPLED_PIXEL_ROWS)
+    col_tile, col_in_tile = split_tile(sch, col, tiling.tile_cols, search, MAX_SAMPLED_PIXEL_COLS)
+    register_block, register_col = split_tile(sch, col_in_tile, tiling.register_cols, search, MAX_SAMPLED_PIXEL_COLS)
+    out_lanes = vector_lanes_for(spec.out_channels, tiling.lanes)
+    out_vectors, out_lane = sch.split(out_channel, [None, out_lanes])
+    out_block, out_vector = split_tile(sch, out_vectors, tiling.out_vectors, search, MAX_SAMPLED_OUT_VECTORS)
+    sch.reorder(batch, row_tile, col_tile, out_block, row_in_tile, register_block, register_col, out_vector, out_lane)
+    sch.parallel(sch.fuse(batch, row_tile))
+    for loop in (register_col, out_vector):
+        sch.unroll(loop)
+    sch.vectorize(out_lane)
+
+    # The pixel tile's sums for one output-channel block, chunk by chunk of channels; within a
+    # chunk, each register tile's sums stay in registers while its channels are walked.
+    sch.compute_at(pointwise, out_block, preserve_unit_loops=True)
+    sch.set_scope(pointwise, 0, "local")
+    *_, tile_row, tile_col, sum_channel, channel = sch.get_loops(pointwise)
+    sum_block, sum_col = sch.split(tile_col, [None, int(sch.get(register_col).extent)])
+    sum_vector, sum_lane = sch.split(sum_channel, [None, out_lanes])
+    chunk, chunk_channel = split_tile(sch, channel, tiling.channel_chunk, search, spec.depthwise_channels)
+    sch.reorder(chunk, tile_row, sum_block, chunk_channel, sum_col, sum_vector, sum_lane)
+    for loop in (sum_col, sum_vector):
+        sch.unroll(loop)
+    sch.vectorize(sum_lane)
+    sch.decompose_reduction(pointwise, chunk)
+
+    # The depthwise step of the pixel tile, all C*M channels, before its output-channel blocks.
+    sch.compute_at(middle, col_tile, preserve_unit_loops=True)
+    *_, tile_row, tile_col, channel = sch.get_loops(middle)
+    lanes = vector_lanes_for(depthwise.in_channels, tiling.lanes)
+    channel_vector, channel_lane, channel_multiple = sch.split(channel, [None, lanes, multiplier])
+    col_block, block_col = split_tile(sch, tile_col, tiling.depthwise_cols, search, MAX_SAMPLED_PIXEL_COLS)
+    sch.reorder(channel_vector, tile_row, col_block, block_col, channel_multiple, channel_lane)
+    for loop in (block_col, channel_multiple):
+        sch.unroll(loop)
+    sch.vectorize(channel_lane)
+    accumulate_in_registers(sch, conv, col_block, depthwise, CpuTiling(lanes, 1, 1), tile_loops=2,
+                            multiplier=multiplier)
+    return sch
+
+
+def schedule_separable_nchw(sch, spec: SeparableSpec, tiling: SeparableTiling, search: TileSearch | None = None):
+    """(batch, row tile) in parallel -> the depthwise step of all channels into a buffer ->
+    blocks of output channels x column vectors summed in registers. See the module's story."""
+    depthwise = spec.depthwise
+    pad, conv, middle = sch.get_sblock(BLOCK_PAD), sch.get_sblock(BLOCK_CONV), sch.get_sblock(BLOCK_DEPTHWISE)
+    pointwise, epilogue = sch.get_sblock(BLOCK_POINTWISE), sch.get_sblock(BLOCK_EPILOGUE)
+
+    batch, out_channel, row, col = sch.get_loops(epilogue)
+    row_tile, row_in_tile = split_tile(sch, row, tiling.tile_rows, search, MAX_SAMPLED_PIXEL_ROWS)
+    out_block, out_in_block = split_tile(sch, out_channel, tiling.out_channels, search, MAX_SAMPLED_OUT_CHANNELS)
+    col_vectors, col_lane = sch.split(col, [None, tiling.lanes])
+    col_block, col_vector = split_tile(sch, col_vectors, tiling.out_vectors, search, MAX_SAMPLED_OUT_VECTORS)
+    sch.reorder(batch, row_tile, out_block, row_in_tile, col_block, out_in_block, col_vector, col_lane)
+    tile = sch.fuse(batch, row_tile)
+    sch.parallel(tile)
+    sch.unroll(out_in_block)
+    sch.unroll(col_vector)
+    sch.vectorize(col_lane)
+    _sum_in_registers(sch, pointwise, col_block, tiling.lanes, tile_loops=3)
+
+    # The depthwise step of the row tile, channel by channel, before the output-channel blocks.
+    sch.compute_at(middle, tile, preserve_unit_loops=True)
+    *_, channel, tile_row, tile_col = sch.get_loops(middle)
+    col_vectors, col_lane = sch.split(tile_col, [None, tiling.lanes])
+    sch.reorder(channel, col_vectors, tile_row, col_lane)
+    sch.unroll(tile_row)
+    sch.vectorize(col_lane)
+    accumulate_in_registers(sch, conv, col_vectors, depthwise, CpuTiling(tiling.lanes, 1, tiling.tile_rows),
+                            tile_loops=1)
+    padded_plane(sch, pad, channel, depthwise)
+    return sch
+
+
+def apply_separable_rule(func: Any, spec: Any, target: Any, family: str, registers: int, tunable: bool,
+                         hand_decisions: bool):
+    """The separable half of the x86 and ARM rules: the fused schedule with the hand tiling for
+    `registers` vector registers (left to MetaSchedule around it when `tunable`), or None when
+    `target` is not of `family` or `spec` is not a separable convolution."""
+    if target.family != family or not isinstance(spec, SeparableSpec):
+        return None
+    tiling = plan_separable_tiling(spec, target.lanes(accumulator_dtype(spec.dtype)), registers)
+    search = TileSearch(use_hand=hand_decisions) if tunable else None
+    sch = as_schedule(func)
+    if spec.data_format == "NHWC":
+        return schedule_separable_nhwc(sch, spec, tiling, search)
+    return schedule_separable_nchw(sch, spec, tiling, search)
