@@ -3,15 +3,18 @@
 Two steps, because a GPU machine may carry TVM's runtime but not its 100 MB compiler:
 
     python benchmarks/gpu_check.py build DIR [--target cuda-sm90]
-        (any machine with the compiler and nvcc) builds every golden case and every MobileNetV2
-        depthwise layer (float32 and float16, batch 1 and 32) into DIR, with manifests.
+        (any machine with the compiler and nvcc) builds every golden case, every MobileNetV2
+        depthwise layer (float32 and float16, batch 1 and 32) and every MobileNetV2 separable
+        block (the fused kernel with bias + ReLU6 and bias, NHWC and NCHW, float32, batch 1 and
+        32) into DIR, with manifests.
 
     TVM_USE_RUNTIME_LIB=1 python benchmarks/gpu_check.py run DIR [--results benchmarks/results]
         (the GPU machine, PyTorch with CUDA installed) checks every golden case on the GPU against
         TensorFlow's outputs, then times dwc against PyTorch's conv2d(groups=C) on channels_last
         tensors (cuDNN or PyTorch's own depthwise kernels) with CUDA events, after warm-up, taking
-        medians; reports us, GB/s and the fraction of the device's measured copy bandwidth, and
-        writes JSON and Markdown with the GPU it ran on.
+        medians; reports us, GB/s and the fraction of the device's measured copy bandwidth; checks
+        every separable block against the float64 reference and times it against PyTorch's block
+        (depthwise conv2d + ReLU6 + 1x1 conv2d, channels_last); writes JSON with the GPU it ran on.
 """
 
 from __future__ import annotations
@@ -56,9 +59,75 @@ def build(directory: Path, target: str) -> None:
                 dwc.build(spec, target).export(directory / module)
                 plan["layers"].append({"name": name, "dtype": dtype, "batch": batch, "module": module})
         print(f"built {name}", flush=True)
+    plan["separable"] = _build_separable(directory, target)
     shutil.copyfile(GOLDEN, directory / GOLDEN.name)
     (directory / "plan.json").write_text(json.dumps(plan, indent=1))
     print(f"wrote {len(plan['golden'])} golden and {len(plan['layers'])} layer modules to {directory}")
+
+
+def _build_separable(directory: Path, target: str) -> list[dict]:
+    """The MobileNetV2 separable blocks as fused kernels (bias + ReLU6, then bias), both layouts."""
+    import dwc_compiler as dwc
+    from dwc_compiler.workloads import MOBILENET_V2_BLOCKS
+
+    entries = []
+    for name, block in MOBILENET_V2_BLOCKS.items():
+        base = block.depthwise
+        for data_format in ("NHWC", "NCHW"):
+            for batch in BATCHES:
+                shape = ((batch, *base.input_shape[1:]) if data_format == "NHWC"
+                         else (batch, base.in_channels, base.in_height, base.in_width))
+                spec = dwc.SeparableSpec.create(shape, base.filter_shape, block.pointwise_filter_shape, base.strides,
+                                                "SAME", data_format, with_depthwise_bias=True,
+                                                depthwise_activation="relu6", with_pointwise_bias=True)
+                module = f"{name}-{data_format}-b{batch}.so"
+                dwc.build(spec, target).export(directory / module)
+                entries.append({"name": name, "data_format": data_format, "batch": batch, "module": module})
+        print(f"built {name}", flush=True)
+    return entries
+
+
+def _run_separable(directory: Path, entries: list[dict], torch) -> tuple[list[dict], list]:
+    """Check each separable module against the float64 reference and time it against PyTorch."""
+    import torch.nn.functional as functional
+
+    import dwc_compiler as dwc
+    from dwc_compiler.ops.compare import max_relative_error
+
+    rows, failures = [], []
+    for entry in entries:
+        kernel = dwc.load(directory / entry["module"])
+        spec = kernel.spec
+        rng = np.random.default_rng(0)
+        arrays = [rng.standard_normal(argument.shape).astype(np.float32) for argument in spec.arguments[:-1]]
+        error = max_relative_error(kernel(*arrays), spec.reference(*arrays))
+        if not error <= TOLERANCE["float32"]:
+            failures.append((entry["module"], error))
+        data, depthwise_filter, pointwise_filter, depthwise_bias, pointwise_bias = (
+            torch.from_numpy(array).cuda() for array in arrays)
+        out = torch.empty(spec.output_shape, device="cuda")
+        depthwise = spec.depthwise
+        nchw = data if spec.data_format == "NCHW" else data.permute(0, 3, 1, 2)
+        torch_input = nchw.contiguous(memory_format=torch.channels_last)
+        torch_depthwise = depthwise_filter.permute(2, 3, 0, 1).contiguous()
+        torch_pointwise = pointwise_filter[0, 0].T.contiguous()[:, :, None, None]
+        top, bottom, left, right = depthwise.pads
+
+        def torch_run():
+            padded = functional.pad(torch_input, (left, right, top, bottom))
+            middle = functional.relu6(functional.conv2d(padded, torch_depthwise, depthwise_bias, depthwise.strides,
+                                                        groups=depthwise.in_channels))
+            return functional.conv2d(middle, torch_pointwise, pointwise_bias)
+
+        function = kernel.loaded.module["main"]
+        device_arrays = (data, depthwise_filter, pointwise_filter, depthwise_bias, pointwise_bias)
+        dwc_us = _time_us(torch, lambda: function(*device_arrays, out))
+        torch_us = _time_us(torch, torch_run)
+        rows.append({**entry, "dwc_us": dwc_us, "pytorch_us": torch_us, "speedup": torch_us / dwc_us,
+                     "gflops": spec.flops / dwc_us / 1e3, "max_relative_error": error})
+        print(f"{entry['name']:26s} {entry['data_format']} b{entry['batch']:<3d} dwc {dwc_us:8.1f} us  "
+              f"pytorch {torch_us:8.1f} us  {torch_us / dwc_us:5.2f}x", flush=True)
+    return rows, failures
 
 
 def _copy_bandwidth_gbytes_per_s(torch) -> float:
@@ -146,12 +215,14 @@ def run(directory: Path, results: Path) -> int:
                      "max_relative_error_vs_pytorch": error})
         print(f"{entry['name']:22s} {entry['dtype']} b{entry['batch']:<3d} dwc {dwc_us:8.1f} us  "
               f"pytorch {torch_us:8.1f} us  {torch_us / dwc_us:5.2f}x", flush=True)
+    separable_rows, separable_failures = _run_separable(directory, plan.get("separable", []), torch)
+    failures += separable_failures
     speedups = [row["speedup"] for row in rows]
     report = {
         "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
         "dwc": dwc.__version__, "copy_bandwidth_gbytes_per_s": bandwidth,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "golden_failures": failures, "layers": rows,
+        "golden_failures": failures, "layers": rows, "separable_blocks": separable_rows,
         "geomean_speedup": float(np.exp(np.mean(np.log(speedups)))) if speedups else None,
         "method": "CUDA events around 50 back-to-back calls, 15 repeats after 10 warm-up calls, median; "
                   "dwc called on device tensors through its exported module",

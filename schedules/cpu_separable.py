@@ -52,10 +52,12 @@ class SeparableTiling:
         out_channels: output channels per register tile (NCHW; NHWC's are its vectors).
         register_cols: NHWC: pixels (of one row of the pixel tile) per pointwise register tile.
         depthwise_cols: NHWC: pixels per depthwise register tile.
-        channel_chunk: NHWC: C*M channels summed per pass over the pixel tile: the pointwise
-            filter's rows for one chunk and one output-channel block stay in L1 while every
-            register tile of the pixel tile uses them (the sums wait in a small buffer between
-            chunks); C*M means one pass.
+        channel_chunk: C*M channels summed per pass over the tile. NHWC: the pointwise filter's
+            rows for one chunk and one output-channel block stay in L1 while every register tile
+            of the pixel tile uses them; NCHW: the chunk's depthwise results for the row tile
+            stay in L1 while every register tile uses them. The sums wait in a small buffer
+            between chunks; C*M means one pass.
+        register_rows: NCHW: rows per pointwise register tile.
     """
 
     lanes: int
@@ -66,6 +68,7 @@ class SeparableTiling:
     register_cols: int = 1
     depthwise_cols: int = 1
     channel_chunk: int = 1
+    register_rows: int = 1
 
 
 # A pointwise filter of up to this many bytes stays in L1 as it is: pixel tiles are register
@@ -76,6 +79,8 @@ SMALL_FILTER_BYTES = 24 * 1024
 FILTER_CHUNK_BYTES = 12 * 1024
 MAX_TILE_COLS = 16
 MAX_REGISTER_COLS = 8
+NCHW_TILE_PIXELS = 64
+NCHW_MIN_TILE_ROWS = 2
 
 
 def _register_tile(pixel_choices: list[int], vectors: int, accumulators: int) -> tuple[int, int]:
@@ -115,10 +120,29 @@ def plan_separable_tiling(spec: SeparableSpec, lanes: int, registers: int) -> Se
         channel_chunk = largest_divisor_at_most(spec.depthwise_channels, chunk_rows)
         depthwise_cols = largest_divisor_at_most(tile_cols, 7 if registers >= 16 else 4)
         return SeparableTiling(lanes, 1, tile_cols, out_vectors, 1, pixels, depthwise_cols, channel_chunk)
-    column_vectors = sum_width(depthwise) // lanes
-    out_vectors = largest_divisor_at_most(column_vectors, 3)
-    out_channels = largest_divisor_at_most(spec.out_channels, max(registers * 3 // 4 // out_vectors, 1))
-    return SeparableTiling(lanes, largest_divisor_at_most(depthwise.out_height, 2), 1, out_vectors, out_channels)
+    # NCHW: row tiles of at least 2 rows and 64 pixels (a 7x7 plane whole): each channel's
+    # padded rows are copied once per tile, and the depthwise register tile shares input rows
+    # between its output rows (1 thread, znver3, against one-row tiles: 14x14x384->64 0.65x,
+    # 7x7x960->160 0.71x, 56x56x144->24 0.76x the time); register tiles of
+    # output channels (broadcast filter values) x rows x column vectors (loaded results).
+    width = sum_width(depthwise)
+    column_vectors = width // lanes
+    tile_rows = min((rows for rows in range(NCHW_MIN_TILE_ROWS, depthwise.out_height + 1)
+                     if depthwise.out_height % rows == 0 and rows * width >= NCHW_TILE_PIXELS),
+                    default=depthwise.out_height)
+    shapes = [(channels, rows, vectors) for channels in range(1, registers + 1) if spec.out_channels % channels == 0
+              for rows in range(1, tile_rows + 1) if tile_rows % rows == 0
+              for vectors in range(1, column_vectors + 1) if column_vectors % vectors == 0
+              and channels * rows * vectors <= registers * 3 // 4]
+    out_channels, register_rows, out_vectors = max(shapes, key=lambda shape: (
+        shape[0] * shape[1] * shape[2] / (shape[0] + shape[1] * shape[2]), shape[0] * shape[1] * shape[2]))
+    tile_bytes = tile_rows * width * spec.itemsize
+    if spec.depthwise_channels * tile_bytes <= SMALL_FILTER_BYTES:
+        channel_chunk = spec.depthwise_channels
+    else:
+        channel_chunk = largest_divisor_at_most(spec.depthwise_channels, max(FILTER_CHUNK_BYTES // tile_bytes, 1))
+    return SeparableTiling(lanes, tile_rows, 1, out_vectors, out_channels, channel_chunk=channel_chunk,
+                           register_rows=register_rows)
 
 
 def _sum_in_registers(sch, summed, tile_loop, vector_lanes: int, tile_loops: int) -> None:
@@ -192,35 +216,47 @@ def schedule_separable_nhwc(sch, spec: SeparableSpec, tiling: SeparableTiling, s
 
 
 def schedule_separable_nchw(sch, spec: SeparableSpec, tiling: SeparableTiling, search: TileSearch | None = None):
-    """(batch, row tile) in parallel -> the depthwise step of all channels into a buffer ->
-    blocks of output channels x column vectors summed in registers. See the module's story."""
+    """(batch, row tile) in parallel -> chunks of channels (their depthwise results into a
+    buffer) -> register tiles of output channels x rows x column vectors, summed over the chunk.
+    The pointwise sums drive the loops (their rows are whole vectors); the epilogue follows each
+    row tile. See the module's story."""
     depthwise = spec.depthwise
     pad, conv, middle = sch.get_sblock(BLOCK_PAD), sch.get_sblock(BLOCK_CONV), sch.get_sblock(BLOCK_DEPTHWISE)
     pointwise, epilogue = sch.get_sblock(BLOCK_POINTWISE), sch.get_sblock(BLOCK_EPILOGUE)
 
-    batch, out_channel, row, col = sch.get_loops(epilogue)
+    batch, out_channel, row, col, channel = sch.get_loops(pointwise)
     row_tile, row_in_tile = split_tile(sch, row, tiling.tile_rows, search, MAX_SAMPLED_PIXEL_ROWS)
+    chunk, chunk_channel = split_tile(sch, channel, tiling.channel_chunk, search, spec.depthwise_channels)
     out_block, out_in_block = split_tile(sch, out_channel, tiling.out_channels, search, MAX_SAMPLED_OUT_CHANNELS)
+    row_block, row_in_block = split_tile(sch, row_in_tile, tiling.register_rows, search, MAX_SAMPLED_PIXEL_ROWS)
     col_vectors, col_lane = sch.split(col, [None, tiling.lanes])
     col_block, col_vector = split_tile(sch, col_vectors, tiling.out_vectors, search, MAX_SAMPLED_OUT_VECTORS)
-    sch.reorder(batch, row_tile, out_block, row_in_tile, col_block, out_in_block, col_vector, col_lane)
+    sch.reorder(batch, row_tile, chunk, out_block, row_block, col_block, chunk_channel, out_in_block, row_in_block,
+                col_vector, col_lane)
     tile = sch.fuse(batch, row_tile)
     sch.parallel(tile)
-    sch.unroll(out_in_block)
-    sch.unroll(col_vector)
+    for loop in (out_in_block, row_in_block, col_vector):
+        sch.unroll(loop)
     sch.vectorize(col_lane)
-    _sum_in_registers(sch, pointwise, col_block, tiling.lanes, tile_loops=3)
+    sch.set_scope(pointwise, 0, "local")
+    sch.decompose_reduction(pointwise, chunk)
 
-    # The depthwise step of the row tile, channel by channel, before the output-channel blocks.
-    sch.compute_at(middle, tile, preserve_unit_loops=True)
-    *_, channel, tile_row, tile_col = sch.get_loops(middle)
+    # The row tile's outputs, once every chunk is summed: the real columns of each row.
+    sch.reverse_compute_at(epilogue, tile, preserve_unit_loops=True)
+    *_, out_col = sch.get_loops(epilogue)
+    _, out_lane = sch.split(out_col, [None, tiling.lanes])
+    sch.vectorize(out_lane)
+
+    # The depthwise step of a chunk of channels, channel by channel, before its pointwise sums.
+    sch.compute_at(middle, chunk, preserve_unit_loops=True)
+    *_, middle_channel, tile_row, tile_col = sch.get_loops(middle)
     col_vectors, col_lane = sch.split(tile_col, [None, tiling.lanes])
-    sch.reorder(channel, col_vectors, tile_row, col_lane)
+    sch.reorder(middle_channel, col_vectors, tile_row, col_lane)
     sch.unroll(tile_row)
     sch.vectorize(col_lane)
     accumulate_in_registers(sch, conv, col_vectors, depthwise, CpuTiling(tiling.lanes, 1, tiling.tile_rows),
                             tile_loops=1)
-    padded_plane(sch, pad, channel, depthwise)
+    padded_plane(sch, pad, middle_channel, depthwise)
     return sch
 
 

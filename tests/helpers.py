@@ -15,6 +15,17 @@ from dwc_compiler.ops.depthwise import filter_from_hwcm
 GOLDEN_PATH = Path(__file__).parent / "data" / "golden" / "tf_depthwise_cases.npz"
 
 
+def skip_unless_this_cpu_runs(target: str) -> None:
+    """Skip the calling test when this CPU lacks an instruction set `target`'s modules need."""
+    import pytest
+
+    from dwc_compiler.targets import missing_cpu_flags, resolve_target
+
+    info = resolve_target(target)
+    if missing_cpu_flags(info.required_cpu_flags, info.arch):
+        pytest.skip(f"this CPU cannot run {target} modules")
+
+
 def random_inputs(spec, seed: int = 0) -> list[np.ndarray]:
     """Random normal arrays for every input argument of `spec` (input, filter, bias, ...)."""
     rng = np.random.default_rng(seed)

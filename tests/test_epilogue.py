@@ -9,7 +9,7 @@ import dwc_compiler as dwc
 from dwc_compiler.ops.compare import max_relative_error
 from dwc_compiler.ops.depthwise import filter_from_hwcm
 
-from helpers import check_against_reference, random_inputs
+from helpers import check_against_reference, random_inputs, skip_unless_this_cpu_runs
 
 ACTIVATIONS = [None, "relu", "relu6"]
 LAYOUTS = ["NHWC", "NCHW"]
@@ -67,11 +67,7 @@ def test_relu6_clips_both_ends():
 @pytest.mark.parametrize("data_format", LAYOUTS)
 def test_epilogue_and_formats_on_x86_targets(target, data_format):
     """The x86 targets' schedules apply the epilogue and read every filter format."""
-    from dwc_compiler.targets import missing_cpu_flags, resolve_target
-
-    info = resolve_target(target)
-    if missing_cpu_flags(info.required_cpu_flags, info.arch):
-        pytest.skip(f"this CPU cannot run {target} modules")
+    skip_unless_this_cpu_runs(target)
     check_against_reference(*_shapes(data_format), strides=2, data_format=data_format, bias=True,
                             activation="relu6", target=target)
     check_against_reference(*_shapes(data_format, multiplier=2), data_format=data_format, filter_format="OIHW",

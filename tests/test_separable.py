@@ -10,7 +10,7 @@ import pytest
 import dwc_compiler as dwc
 from dwc_compiler.ops.compare import TOLERANCES, max_relative_error
 
-from helpers import golden_case, golden_count, random_inputs
+from helpers import golden_case, golden_count, random_inputs, skip_unless_this_cpu_runs
 
 LAYOUTS = ["NHWC", "NCHW"]
 
@@ -133,11 +133,7 @@ def test_matches_pytorch_depthwise_then_pointwise(memory_format):
 @pytest.mark.parametrize("data_format", LAYOUTS)
 def test_x86_targets(target, data_format):
     """The x86 targets' fused schedules (AVX2: 16 registers, AVX-512: 32) on MobileNet-like blocks."""
-    from dwc_compiler.targets import missing_cpu_flags, resolve_target
-
-    info = resolve_target(target)
-    if missing_cpu_flags(info.required_cpu_flags, info.arch):
-        pytest.skip(f"this CPU cannot run {target} modules")
+    skip_unless_this_cpu_runs(target)
     check_separable((14, 14, 48), (3, 3, 48, 1), 40, 1, "SAME", data_format, target=target, depthwise_bias=True,
                     depthwise_activation="relu6", pointwise_bias=True)
     check_separable((14, 14, 32), (3, 3, 32, 2), 24, 2, "SAME", data_format, target=target)
