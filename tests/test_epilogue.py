@@ -53,6 +53,22 @@ def test_filter_format_with_dilation_padding_and_epilogue(filter_format):
                             filter_format=filter_format, bias=True, activation="relu")
 
 
+@pytest.mark.parametrize("data_format", LAYOUTS)
+@pytest.mark.parametrize("filter_format", ["OIHW", "GOIHW"])
+def test_pytorch_and_onednn_forms_take_stride_and_dilation_together(data_format, filter_format):
+    """PyTorch and oneDNN allow a stride and a dilation at once (TF does not): with their filter
+    forms the kernel computes it (stride 2x1 with dilation 1x2, NHWC and NCHW)."""
+    check_against_reference(*_shapes(data_format, channels=8, size=13), strides=(2, 1), padding=[[1, 1], [2, 2]],
+                            data_format=data_format, dilations=(1, 2), filter_format=filter_format, bias=True,
+                            activation="relu6")
+
+
+def test_tf_form_refuses_stride_with_dilation():
+    """TF's HWCM form keeps TF's rule: dilation above 1 needs strides of 1, named in the error."""
+    with pytest.raises(dwc.InvalidSpecError, match="^dilations"):
+        dwc.DepthwiseSpec.create((1, 9, 9, 8), (3, 3, 8, 1), 2, "SAME", dilations=2)
+
+
 def test_relu6_clips_both_ends():
     """ReLU6 really clips: large inputs saturate at 6, negative sums at 0."""
     spec = dwc.DepthwiseSpec.create((1, 4, 4, 16), (1, 1, 16, 1), activation="relu6")

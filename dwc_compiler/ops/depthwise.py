@@ -110,7 +110,9 @@ class DepthwiseSpec:
         filter_shape: the filter's shape in ``filter_format``.
         strides: ``(row_stride, col_stride)``.
         pads: ``(top, bottom, left, right)`` zero padding, resolved from the padding mode.
-        dilations: ``(row_dilation, col_dilation)``; above 1 only with strides of 1.
+        dilations: ``(row_dilation, col_dilation)``; above 1 only with strides of 1 for TF's
+            ``HWCM`` filter (TF's rule), with any strides for ``OIHW`` and ``GOIHW`` (as in
+            PyTorch and oneDNN).
         data_format: ``"NHWC"`` or ``"NCHW"``.
         dtype: ``"float32"``, ``"float16"`` or ``"float64"``.
         padding_mode: ``"SAME"``, ``"VALID"`` or ``"EXPLICIT"``: how the pads were given.
@@ -157,10 +159,11 @@ class DepthwiseSpec:
         if self.padding_mode not in PADDING_MODES + ("EXPLICIT",):
             raise InvalidSpecError(f"padding: expected 'SAME', 'VALID' or an explicit list, got {self.padding_mode!r}")
         set_field(self, "_window", _window_of(self.filter_shape, self.filter_format, self.in_channels))
-        if max(self.dilations) > 1 and max(self.strides) > 1:
+        if max(self.dilations) > 1 and max(self.strides) > 1 and self.filter_format == "HWCM":
+            # TF's rule; PyTorch and oneDNN (the OIHW and GOIHW forms) take both at once.
             raise InvalidSpecError(
                 f"dilations: dilations above 1 ({list(self.dilations)}) need strides of 1, "
-                f"as in TF; got strides {list(self.strides)}")
+                f"as in TF, with an HWCM filter; got strides {list(self.strides)}")
         for axis, size, kernel, dilation, before, after in (
                 ("height", self.in_height, self.filter_height, self.dilations[0], *self.pads[0:2]),
                 ("width", self.in_width, self.filter_width, self.dilations[1], *self.pads[2:4])):

@@ -1,0 +1,139 @@
+"""The PyTorch integration: ``torch.ops.dwc.depthwise_conv2d`` and ``replace_depthwise`` against
+PyTorch's own modules, in both memory formats, through ``torch.export`` and ``torch.compile``."""
+
+import copy
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+functional = torch.nn.functional
+
+import dwc_compiler.torch as dwc_torch  # noqa: E402  (needs torch)
+from dwc_compiler.ops.compare import max_relative_error  # noqa: E402
+
+
+def _block(in_channels, multiplier, kernel, stride, dilation, bias, out_channels):
+    """Depthwise conv -> BatchNorm -> ReLU6 -> 1x1 conv -> BatchNorm (MobileNetV2's pattern)."""
+    channels = in_channels * multiplier
+    return nn.Sequential(
+        nn.Conv2d(in_channels, channels, kernel, stride, padding=dilation * (kernel // 2), dilation=dilation,
+                  groups=in_channels, bias=bias),
+        nn.BatchNorm2d(channels), nn.ReLU6(inplace=True), nn.Conv2d(channels, out_channels, 1),
+        nn.BatchNorm2d(out_channels))
+
+
+class SmallMobileNet(nn.Module):
+    """A MobileNetV2-style network covering stride 2, a 5x5 window, dilation 2, multiplier 2,
+    depthwise convs with and without bias, with BatchNorm + ReLU6 after them, and one plain
+    depthwise conv outside any Sequential (followed by a ReLU the swap cannot see)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, 2, 1)
+        self.blocks = nn.Sequential(_block(16, 1, 3, 1, 1, False, 24), _block(24, 2, 5, 2, 1, True, 32),
+                                    _block(32, 1, 3, 1, 2, False, 32))
+        self.tail = nn.Conv2d(32, 32, 3, 2, 1, groups=32)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.tail(self.blocks(self.stem(x))))
+
+
+@pytest.fixture(scope="module")
+def models():
+    """(PyTorch's eval-mode model with non-trivial BatchNorm statistics, its dwc-swapped copy)."""
+    torch.manual_seed(0)
+    model = SmallMobileNet().eval()
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+    return model, dwc_torch.replace_depthwise(copy.deepcopy(model))
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["NCHW", "channels_last"])
+def test_replaced_model_equals_pytorch(models, batch, channels_last):
+    """The swapped model gives PyTorch's output on NCHW and channels_last input, batch 1 and 3, and
+    keeps the memory format through dwc's layers."""
+    model, replaced = models
+    data = torch.randn(batch, 3, 33, 31)
+    if channels_last:
+        data = data.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected, actual = model(data), replaced(data)
+    assert max_relative_error(actual.numpy(), expected.numpy()) < 1e-5
+    assert actual.is_contiguous(memory_format=torch.channels_last) == channels_last
+
+
+def test_every_depthwise_conv_swapped_and_batchnorm_relu6_folded(models):
+    """No depthwise nn.Conv2d is left; in each block the BatchNorm and ReLU6 after the depthwise
+    conv became Identity (folded into the kernel); the 1x1 convs and other modules are untouched."""
+    _, replaced = models
+    assert not [m for m in replaced.modules() if type(m) is nn.Conv2d and m.groups == m.in_channels > 1]
+    swapped = [m for m in replaced.modules() if isinstance(m, dwc_torch.DepthwiseConv2d)]
+    assert len(swapped) == 4
+    assert [m.activation for m in swapped] == ["relu6", "relu6", "relu6", "none"]
+    assert all(m.bias is not None for m in swapped[:3]) and swapped[3].bias is not None
+    for block in replaced.blocks:
+        assert isinstance(block[1], nn.Identity) and isinstance(block[2], nn.Identity)
+        assert type(block[3]) is nn.Conv2d and isinstance(block[4], nn.BatchNorm2d)
+
+
+def test_training_mode_batchnorm_is_not_folded():
+    """A BatchNorm in training mode (batch statistics) stays a module after the swapped conv."""
+    block = _block(8, 1, 3, 1, 1, False, 8).train()
+    dwc_torch.replace_depthwise(block)
+    assert isinstance(block[0], dwc_torch.DepthwiseConv2d) and isinstance(block[1], nn.BatchNorm2d)
+    assert block[0].activation == "none" and isinstance(block[2], nn.ReLU6)
+
+
+def test_export_traces_through_the_op(models):
+    """torch.export of the swapped model succeeds (the op's fake implementation gives shapes), the
+    graph calls dwc.depthwise_conv2d, and the exported program computes the same output."""
+    model, replaced = models
+    data = torch.randn(1, 3, 33, 31)
+    program = torch.export.export(replaced, (data,))
+    targets = [str(node.target) for node in program.graph.nodes if node.op == "call_function"]
+    assert sum("dwc.depthwise_conv2d" in target for target in targets) == 4
+    with torch.no_grad():
+        assert max_relative_error(program.module()(data).numpy(), model(data).numpy()) < 1e-5
+
+
+def test_compile_traces_through_the_op(models):
+    """torch.compile (the AOT-autograd tracer, without a C++ toolchain) runs the swapped model."""
+    model, replaced = models
+    data = torch.randn(2, 3, 33, 31)
+    compiled = torch.compile(replaced, backend="aot_eager", fullgraph=True)
+    with torch.no_grad():
+        assert max_relative_error(compiled(data).numpy(), model(data).numpy()) < 1e-5
+
+
+@pytest.mark.parametrize("activation", ["none", "relu", "relu6"])
+def test_op_matches_functional_conv2d(activation):
+    """The op alone: unequal strides, multiplier 3, dilation, bias, each activation, float64."""
+    generator = torch.Generator().manual_seed(1)
+    data = torch.randn(2, 4, 15, 12, generator=generator, dtype=torch.float64)
+    weight = torch.randn(12, 1, 3, 3, generator=generator, dtype=torch.float64)
+    bias = torch.randn(12, generator=generator, dtype=torch.float64)
+    expected = functional.conv2d(data, weight, bias, (2, 1), (1, 2), (1, 2), groups=4)
+    expected = {"none": expected, "relu": functional.relu(expected), "relu6": functional.relu6(expected)}[activation]
+    actual = torch.ops.dwc.depthwise_conv2d(data, weight, bias, [2, 1], [1, 2], [1, 2], activation)
+    assert actual.shape == expected.shape and actual.dtype == torch.float64
+    assert max_relative_error(actual.numpy(), expected.numpy()) < 1e-12
+
+
+def test_op_refuses_bad_arguments_by_name():
+    """A weight for the wrong channel count or a bad stride names the parameter."""
+    import dwc_compiler as dwc
+
+    data = torch.randn(1, 4, 8, 8)
+    with pytest.raises(dwc.DwcError, match="^filter shape"):
+        torch.ops.dwc.depthwise_conv2d(data, torch.randn(6, 1, 3, 3), None, [1], [1], [1])
+    with pytest.raises(dwc.DwcError, match="^stride"):
+        torch.ops.dwc.depthwise_conv2d(data, torch.randn(4, 1, 3, 3), None, [1, 1, 1], [1], [1])
+    assert np.isfinite(torch.ops.dwc.depthwise_conv2d(data, torch.randn(4, 1, 3, 3), None, [1], [1], [1]).numpy()).all()
