@@ -42,18 +42,19 @@ def build(spec: Any, target: str | TargetInfo = "host", records: str | Path | No
         raise InvalidSpecError(f"spec: expected an op spec ({', '.join(t.__name__ for t in SPEC_TYPES.values())}), "
                                f"got {type(spec).__name__}")
     info = resolve_target(target)
-    func = prim_func(spec)
-    schedule, schedule_name, record = _schedule(func, spec, info, Path(records) if records is not None else None,
-                                                use_records)
+    schedule, schedule_name, record = scheduled(spec, info, records, use_records)
     runtime = runtime_for(info)
     executable = runtime.compile(schedule.mod, info)
     logger.info("built %s for %s with %s", spec.describe(), info.name, schedule_name)
     return Kernel(spec, info, schedule_name, runtime, runtime.instantiate(spec, info, executable), record)
 
 
-def _schedule(func, spec: Any, target: TargetInfo, records: Path | None, use_records: bool):
-    """(schedule, name, record description): the best usable tuning record, else the rule's schedule."""
-    choice = lookup(spec, target, records) if use_records else None
+def scheduled(spec: Any, target: TargetInfo, records: str | Path | None = None, use_records: bool = True):
+    """(schedule, name, record description) of `spec`'s PrimFunc for `target`: the best usable
+    tuning record (see :func:`build`), else the first schedule rule's. Model compilers (the Relax
+    pass) take ``schedule.mod["main"]`` from here; :func:`build` compiles it."""
+    func = prim_func(spec)
+    choice = lookup(spec, target, Path(records) if records is not None else None) if use_records else None
     if choice is not None and choice.use_record:
         try:
             schedule = schedule_from_record(func, choice.record)

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -98,3 +105,61 @@ def check_golden(index: int, target: str = "host") -> None:
     assert error <= TOLERANCES[case["dtype"]], (
         f"case {index} ({case['data_format']} {case['dtype']} strides {case['strides']} padding "
         f"{case['padding']} dilations {case['dilations']}) on {target}: max relative error {error:.3g}")
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _start_group(command, **options) -> subprocess.Popen:
+    """`command` as the leader of a process group of its own, so that it can be ended with every
+    process it forks (TVM's RPC server forks a worker per session, the tracker its own)."""
+    return subprocess.Popen(command, start_new_session=True, **options)
+
+
+def _end_group(process: subprocess.Popen) -> None:
+    """End `process` and every process of its group: SIGTERM, then SIGKILL after 10 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+    deadline = time.monotonic() + 10
+    while _group_alive(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def rpc_tracker_with_server(server_command):
+    """A TVM RPC tracker on 127.0.0.1 and a server registered with it; yields the tracker address.
+    `server_command(tracker)` is the server's command line. On exit both end with every process
+    they started, and the test fails if any of them is left (a leaked worker would keep a port)."""
+    port = _free_port()
+    tracker = _start_group([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port",
+                            str(port), "--port-end", str(port + 1), "--silent"])
+    server = None
+    try:
+        time.sleep(3)
+        server = _start_group(server_command(f"127.0.0.1:{port}"), stderr=subprocess.DEVNULL)
+        time.sleep(5)
+        yield f"127.0.0.1:{port}"
+    finally:
+        groups = [process for process in (server, tracker) if process is not None]
+        for process in groups:
+            _end_group(process)
+    left = [process.pid for process in groups if _group_alive(process.pid)]
+    assert not left, f"RPC processes left running in groups {left}"

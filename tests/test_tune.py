@@ -3,11 +3,9 @@
 Each job here is small (8-20 trials on 8x8x8 to 14x14x32 layers): these check the machinery, not speed.
 """
 
-import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +14,8 @@ import pytest
 
 import dwc_compiler as dwc
 from dwc_compiler.tuning.records import RecordStore, choose, record_id, stores_for, tvm_version
+
+from helpers import rpc_tracker_with_server
 
 SPEC = dwc.DepthwiseSpec.create((1, 14, 14, 32), (3, 3, 32, 1), 1, "SAME")
 OTHER_SPEC = dwc.DepthwiseSpec.create((1, 7, 7, 64), (3, 3, 64, 1), 1, "SAME")
@@ -244,68 +244,10 @@ def test_two_concurrent_jobs_on_one_directory_lose_nothing(tmp_path):
         assert sum(1 for entry in entries if entry["kind"] == "verdict" and entry["workload_key"] == spec.tuning_key) == 1
 
 
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _start_group(command, **options) -> subprocess.Popen:
-    """`command` as the leader of a process group of its own, so that it can be ended with every
-    process it forks (TVM's RPC server forks a worker per session, the tracker its own)."""
-    return subprocess.Popen(command, start_new_session=True, **options)
-
-
-def _end_group(process: subprocess.Popen) -> None:
-    """End `process` and every process of its group: SIGTERM, then SIGKILL after 10 s."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
-    deadline = time.monotonic() + 10
-    while _group_alive(process.pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=30)
-
-
-def _group_alive(group: int) -> bool:
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-@contextlib.contextmanager
-def _tracker_with_server(server_command):
-    """A TVM RPC tracker on 127.0.0.1 and a server registered with it; yields the tracker address.
-    `server_command(tracker)` is the server's command line. On exit both end with every process
-    they started, and the test fails if any of them is left (a leaked worker would keep a port)."""
-    port = _free_port()
-    tracker = _start_group([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port",
-                            str(port), "--port-end", str(port + 1), "--silent"])
-    server = None
-    try:
-        time.sleep(3)
-        server = _start_group(server_command(f"127.0.0.1:{port}"), stderr=subprocess.DEVNULL)
-        time.sleep(5)
-        yield f"127.0.0.1:{port}"
-    finally:
-        groups = [process for process in (server, tracker) if process is not None]
-        for process in groups:
-            _end_group(process)
-    left = [process.pid for process in groups if _group_alive(process.pid)]
-    assert not left, f"RPC processes left running in groups {left}"
-
-
 def test_remote_tuning_through_an_rpc_tracker(tmp_path):
     """A tracker and a server on 127.0.0.1: the job measures through them (--rpc-tracker/--rpc-key)."""
     server = [sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1", "--key", "dwc-test", "--silent"]
-    with _tracker_with_server(lambda tracker: [*server, "--tracker", tracker]) as tracker:
+    with rpc_tracker_with_server(lambda tracker: [*server, "--tracker", tracker]) as tracker:
         done = subprocess.run(tune_command(tmp_path, "--trials", "8", "--rpc-tracker", tracker, "--rpc-key", "dwc-test"),
                               capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -319,7 +261,7 @@ def test_remote_tuning_of_aarch64_through_a_qemu_rpc_server(tmp_path):
     modules are cross-built here, uploaded, loaded and timed by the aarch64 TVM runtime (the
     times are qemu's; this checks the path), and the build then applies the verdict."""
     server = [sys.executable, "-m", "dwc_compiler.rpc_qemu", "--key", "dwc-qemu"]
-    with _tracker_with_server(lambda tracker: [*server, "--tracker", tracker]) as tracker:
+    with rpc_tracker_with_server(lambda tracker: [*server, "--tracker", tracker]) as tracker:
         command = ["dwc", "tune", "--target", "aarch64-neon", "--input-shape", "1,8,8,8", "--filter-shape", "3,3,8,1",
                    "--trials", "4", "--trials-per-round", "4", "--records", str(tmp_path), "--seed", "0",
                    "--rpc-tracker", tracker, "--rpc-key", "dwc-qemu"]

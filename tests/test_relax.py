@@ -1,0 +1,169 @@
+"""The TVM Relax pass: models imported from PyTorch (and ONNX) with their depthwise convolutions
+routed to dwc kernels, built with tvm.compile for x86 (run here), aarch64 (run under qemu) and
+sm_90 (built here), against PyTorch's output."""
+
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+import tvm  # noqa: E402
+from tvm import relax  # noqa: E402
+from tvm.relax.frontend.torch import from_exported_program  # noqa: E402
+
+import dwc_compiler.relax as dwc_relax  # noqa: E402
+from dwc_compiler.ops.compare import max_relative_error  # noqa: E402
+
+from helpers import rpc_tracker_with_server  # noqa: E402
+from test_torch import SmallMobileNet  # noqa: E402
+
+
+def _calls(mod, op_name):
+    found = []
+    for func in mod.functions.values():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(func, lambda node: found.append(node) if isinstance(node, relax.Call)
+                                            and isinstance(node.op, tvm.ir.Op) and node.op.name == op_name else None)
+    return found
+
+
+@pytest.fixture(scope="module")
+def model():
+    """SmallMobileNet in eval mode with non-trivial BatchNorm statistics."""
+    torch.manual_seed(0)
+    network = SmallMobileNet().eval()
+    for module in network.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+    return network
+
+
+def _imported(model, batch, unwrap=False):
+    data = torch.randn(batch, 3, 33, 31)
+    program = torch.export.export(model, (data,))
+    return from_exported_program(program, keep_params_as_input=False, unwrap_unit_return_tuple=unwrap), data
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_offloaded_model_equals_pytorch_on_x86(model, batch):
+    """Every grouped conv2d becomes a dwc call_tir (kernels named dwc_...), the rest stays TVM's;
+    the compiled model's output equals PyTorch's (batch 1 and 3)."""
+    mod, data = _imported(model, batch)
+    assert sum(int(call.attrs.groups) > 1 for call in _calls(mod, "relax.nn.conv2d")) == 4
+    offloaded = dwc_relax.offload_depthwise(mod, "host")
+    assert not [call for call in _calls(offloaded, "relax.nn.conv2d") if int(call.attrs.groups) > 1]
+    kernels = [gv.name_hint for gv in offloaded.functions if gv.name_hint.startswith("dwc_")]
+    assert len(kernels) == 4 and len(_calls(offloaded, "relax.call_tir")) >= 4
+    executable = tvm.compile(offloaded, target=dwc_relax.tvm_target("host"))
+    machine = relax.VirtualMachine(executable, tvm.cpu())
+    actual = machine["main"](tvm.runtime.tensor(data.numpy()))[0].numpy()
+    with torch.no_grad():
+        expected = model(data).numpy()
+    assert max_relative_error(actual, expected) < 1e-5
+
+
+def test_bias_and_activation_fused_into_the_kernel():
+    """conv2d -> add(bias) -> clip(0, 6) becomes one dwc kernel with the bias and ReLU6 inside;
+    conv2d -> relu becomes one with ReLU; a conv2d whose result has two users is fused with nothing."""
+    class Fusable(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.first = nn.Conv2d(8, 16, 3, 1, 1, groups=8)
+            self.second = nn.Conv2d(16, 16, 3, 1, 1, groups=16, bias=False)
+            self.third = nn.Conv2d(16, 16, 3, 2, 1, groups=16)
+
+        def forward(self, x):
+            y = torch.relu(self.second(nn.functional.relu6(self.first(x))))
+            z = self.third(y)
+            return z + torch.relu(z)
+
+    network = Fusable().eval()
+    data = torch.randn(1, 8, 12, 12)
+    mod = from_exported_program(torch.export.export(network, (data,)), keep_params_as_input=False)
+    offloaded = dwc_relax.offload_depthwise(mod, "host")
+    kernels = {gv.name_hint: func for gv, func in offloaded.functions.items() if gv.name_hint.startswith("dwc_")}
+    scripts = sorted(func.script() for func in kernels.values())
+    assert len(kernels) == 3
+    assert sum("T.float32(6.0)" in script for script in scripts) == 1  # the ReLU6 of the first conv
+    assert sum("bias" in script for script in scripts) == 2  # first and third have a bias
+    assert len(_calls(offloaded, "relax.clip")) == 0 and len(_calls(offloaded, "relax.nn.relu")) == 1
+    executable = tvm.compile(offloaded, target=dwc_relax.tvm_target("host"))
+    actual = relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(data.numpy()))[0].numpy()
+    with torch.no_grad():
+        assert max_relative_error(actual, network(data).numpy()) < 1e-5
+
+
+def test_onnx_models_are_offloaded_too():
+    """A model from tvm.relax.frontend.onnx.from_onnx: its grouped Conv runs on dwc."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    from tvm.relax.frontend.onnx import from_onnx
+
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((24, 1, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(24).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["X", "W", "B"], ["C"], group=12, strides=[2, 2], pads=[1, 1, 1, 1],
+                              kernel_shape=[3, 3]),
+             helper.make_node("Relu", ["C"], ["Y"])]
+    graph = helper.make_graph(nodes, "dw", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 12, 10, 10])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, 24, 5, 5])],
+                              initializer=[numpy_helper.from_array(weight, "W"), numpy_helper.from_array(bias, "B")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    offloaded = dwc_relax.offload_depthwise(from_onnx(model, keep_params_in_input=False), "host")
+    assert [gv.name_hint for gv in offloaded.functions if gv.name_hint.startswith("dwc_")]
+    data = rng.standard_normal((1, 12, 10, 10)).astype(np.float32)
+    executable = tvm.compile(offloaded, target=dwc_relax.tvm_target("host"))
+    output = relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(data))
+    actual = (output[0] if not hasattr(output, "numpy") else output).numpy()
+    expected = np.maximum(torch.nn.functional.conv2d(torch.from_numpy(data), torch.from_numpy(weight),
+                                                     torch.from_numpy(bias), 2, 1, groups=12).numpy(), 0)
+    assert max_relative_error(actual, expected) < 1e-5
+
+
+def test_builds_for_cuda_sm90(model):
+    """The offloaded model builds for cuda-sm90: dwc's kernels (thread-bound, shared memory) are
+    in the CUDA module beside TVM's own for the rest of the model."""
+    import shutil
+
+    if shutil.which("nvcc") is None:
+        pytest.skip("CUDA builds need nvcc")
+    mod, _ = _imported(model, 1)
+    offloaded = dwc_relax.offload_depthwise(mod, "cuda-sm90")
+    executable = tvm.compile(offloaded, target=dwc_relax.tvm_target("cuda-sm90"))
+    sources = []
+
+    def collect(module):
+        if module.kind == "cuda":
+            sources.append(module.inspect_source("cuda"))
+        for imported in module.imports:
+            collect(imported)
+
+    collect(executable.mod)
+    source = "\n".join(sources)
+    assert source.count("dwc_dw_") >= 4 and "__shared__" in source and "threadIdx.x" in source
+
+
+def test_builds_for_aarch64_and_runs_under_qemu(model, tmp_path):
+    """The offloaded model, built for aarch64-neon and linked with the cross compiler, runs in the
+    aarch64 TVM runtime's Relax VM under qemu (through dwc's qemu RPC server) and equals PyTorch."""
+    import tvm.support.cc
+
+    mod, data = _imported(model, 1, unwrap=True)  # a tensor, not a tuple, comes back over RPC
+    offloaded = dwc_relax.offload_depthwise(mod, "aarch64-neon")
+    executable = tvm.compile(offloaded, target=dwc_relax.tvm_target("aarch64-neon"))
+    library = tmp_path / "model.so"
+    executable.export_library(str(library), fcompile=tvm.support.cc.cross_compiler("aarch64-linux-gnu-gcc"))
+    server = [sys.executable, "-m", "dwc_compiler.rpc_qemu", "--key", "dwc-relax"]
+    with rpc_tracker_with_server(lambda tracker: [*server, "--tracker", tracker]) as tracker:
+        host, port = tracker.rsplit(":", 1)
+        remote = tvm.rpc.connect_tracker(host, int(port)).request("dwc-relax", session_timeout=600)
+        remote.upload(str(library))
+        machine = relax.VirtualMachine(remote.load_module("model.so"), remote.cpu())
+        actual = machine["main"](tvm.runtime.tensor(data.numpy(), device=remote.cpu())).numpy()
+        del machine, remote
+    with torch.no_grad():
+        assert max_relative_error(actual, model(data).numpy()) < 1e-5
