@@ -1,0 +1,257 @@
+"""MobileNetV2 end to end: what dwc buys inside PyTorch and inside TVM Relax.
+
+usage: python benchmarks/mobilenet_v2.py [ROUNDS]
+
+MobileNetV2 (dwc_compiler/benchmarking/mobilenet_v2.py: 224x224, random weights, eval mode) at
+1 and 2 threads, batch 1 and 8, in one process, interleaved rounds (the order reversed every
+other round, each block of calls warmed up first), whole forward calls:
+- ``torch NCHW`` / ``torch channels_last``: PyTorch eager under ``inference_mode``;
+- ``torch+dwc NCHW`` / ``torch+dwc channels_last``: the same after ``replace_depthwise`` (each
+  depthwise conv, with its BatchNorm and ReLU6 folded, on a dwc kernel);
+- ``onnxruntime``: the model exported to ONNX, ORT's CPU provider with all graph optimizations;
+- ``tvm`` / ``tvm+dwc``: ``from_exported_program`` then ``tvm.compile`` for the host as TVM ships
+  it (its default pipeline, no tuning), without and with ``offload_depthwise``.
+Each way's output is checked against PyTorch's first. Besides, per layer: the time of each dwc
+depthwise layer inside the model (forward hooks) against the same layer called alone on the same
+input, and the share of the model's time spent in its depthwise layers (PyTorch eager and
+torch+dwc, channels_last). Writes benchmarks/results/mobilenet-v2-<stamp>.json, .md and .png.
+"""
+
+import copy
+import io
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import dwc_compiler as dwc
+import dwc_compiler.torch as dwc_torch
+from dwc_compiler.benchmarking.interleaved import block_mean_us, median_ratio, write_results
+from dwc_compiler.benchmarking.mobilenet_v2 import mobilenet_v2
+
+RESULTS = Path(__file__).resolve().parent / "results"
+THREADS, BATCHES = (1, 2), (1, 8)
+WARMUP_CALLS, TIMED_CALLS = 2, 5
+
+
+def _torch_ways(model, replaced, data):
+    channels_last = data.contiguous(memory_format=torch.channels_last)
+    model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    replaced_cl = copy.deepcopy(replaced).to(memory_format=torch.channels_last)
+
+    def run(network, tensor):
+        def call():
+            with torch.inference_mode():
+                return network(tensor)
+        return call
+
+    return {"torch NCHW": run(model, data), "torch channels_last": run(model_cl, channels_last),
+            "torch+dwc NCHW": run(replaced, data), "torch+dwc channels_last": run(replaced_cl, channels_last)}
+
+
+def _onnxruntime_way(model, data, threads):
+    import onnxruntime
+
+    buffer = io.BytesIO()
+    torch.onnx.export(model, (data,), buffer, dynamo=False, opset_version=17)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: data.numpy()}
+    return lambda: session.run(None, feed)[0]
+
+
+def _tvm_ways(model, data):
+    import tvm
+    from tvm import relax
+    from tvm.relax.frontend.torch import from_exported_program
+
+    import dwc_compiler.relax as dwc_relax
+
+    mod = from_exported_program(torch.export.export(model, (data,)), keep_params_as_input=False,
+                                unwrap_unit_return_tuple=True)
+    ways, build_seconds = {}, {}
+    for name, module in (("tvm", mod), ("tvm+dwc", dwc_relax.offload_depthwise(mod, "host"))):
+        started = time.perf_counter()
+        executable = tvm.compile(module, target=dwc_relax.tvm_target("host"))
+        build_seconds[name] = time.perf_counter() - started
+        machine = relax.VirtualMachine(executable, tvm.cpu())
+        tensor = tvm.runtime.tensor(data.numpy())
+        ways[name] = (lambda machine=machine, tensor=tensor: machine["main"](tensor))
+    return ways, build_seconds
+
+
+def _as_numpy(result):
+    return result.numpy() if hasattr(result, "numpy") else np.asarray(result)
+
+
+def _set_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
+    dwc.set_num_threads(threads)
+
+
+def _layers_inside_and_alone(replaced, data, rounds: int):
+    """Per dwc layer: its time inside the model (hooks) and alone on the same input, and the
+    share of the whole model's time in the depthwise layers."""
+    layers = [module for module in replaced.modules() if isinstance(module, dwc_torch.DepthwiseConv2d)]
+    inside = {index: [] for index in range(len(layers))}
+    inputs, started = {}, {}
+
+    def before(index):
+        def hook(module, args):
+            inputs[index] = args[0]
+            started[index] = time.perf_counter()
+        return hook
+
+    def after(index):
+        def hook(module, args, output):
+            inside[index].append((time.perf_counter() - started[index]) * 1e6)
+        return hook
+
+    handles = [layer.register_forward_pre_hook(before(i)) for i, layer in enumerate(layers)]
+    handles += [layer.register_forward_hook(after(i)) for i, layer in enumerate(layers)]
+    whole = []
+    with torch.inference_mode():
+        for _ in range(rounds):
+            begin = time.perf_counter()
+            replaced(data)
+            whole.append((time.perf_counter() - begin) * 1e6)
+    for handle in handles:
+        handle.remove()
+    rows = []
+    with torch.inference_mode():
+        for index, layer in enumerate(layers):
+            alone = block_mean_us(lambda: layer(inputs[index]), WARMUP_CALLS, 20)
+            rows.append({"layer": index, "shape": list(inputs[index].shape), "stride": layer.stride,
+                         "inside_us": statistics.median(inside[index]), "alone_us": alone,
+                         "inside_over_alone": statistics.median(inside[index]) / alone})
+    depthwise_share = sum(row["inside_us"] for row in rows) / statistics.median(whole)
+    return rows, depthwise_share
+
+
+def _depthwise_share_in_pytorch(model, data, rounds: int) -> float:
+    """The share of PyTorch eager's time spent in its depthwise convolutions (forward hooks)."""
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.groups == m.in_channels > 1]
+    spent, started = [], {}
+    handles = [conv.register_forward_pre_hook(lambda m, a: started.__setitem__(m, time.perf_counter()))
+               for conv in convs]
+    handles += [conv.register_forward_hook(lambda m, a, o: spent.append(time.perf_counter() - started[m]))
+                for conv in convs]
+    shares = []
+    with torch.inference_mode():
+        for _ in range(rounds):
+            spent.clear()
+            begin = time.perf_counter()
+            model(data)
+            shares.append(sum(spent) / (time.perf_counter() - begin))
+    for handle in handles:
+        handle.remove()
+    return statistics.median(shares)
+
+
+def measure(threads: int, batch: int, rounds: int) -> dict:
+    _set_threads(threads)
+    model = mobilenet_v2()
+    replaced = dwc_torch.replace_depthwise(copy.deepcopy(model))
+    data = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    calls = _torch_ways(model, replaced, data)
+    try:
+        calls["onnxruntime"] = _onnxruntime_way(model, data, threads)
+    except ImportError:
+        pass
+    tvm_calls, build_seconds = _tvm_ways(model, data)
+    calls.update(tvm_calls)
+    with torch.inference_mode():
+        expected = model(data).numpy()
+    for name, call in calls.items():
+        result = _as_numpy(call())
+        error = np.max(np.abs(result - expected)) / np.max(np.abs(expected))
+        if error > 1e-3:
+            raise AssertionError(f"{name} differs from PyTorch at batch {batch}: {error:.2e}")
+    samples = {name: [] for name in calls}
+    for round_index in range(rounds):
+        order = list(calls) if round_index % 2 == 0 else list(reversed(calls))
+        for name in order:
+            samples[name].append(block_mean_us(calls[name], WARMUP_CALLS, TIMED_CALLS))
+    replaced_cl = copy.deepcopy(replaced).to(memory_format=torch.channels_last)
+    data_cl = data.contiguous(memory_format=torch.channels_last)
+    layers, dwc_share = _layers_inside_and_alone(replaced_cl, data_cl, 2 * rounds)
+    model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    pytorch_share = _depthwise_share_in_pytorch(model_cl, data_cl, 2 * rounds)
+    row = {"threads": threads, "batch": batch, "median_ms": {k: statistics.median(v) / 1e3 for k, v in samples.items()},
+           "samples_us": samples, "tvm_build_seconds": build_seconds, "layers": layers,
+           "depthwise_share": {"torch channels_last": pytorch_share, "torch+dwc channels_last": dwc_share}}
+    row["speedups"] = {
+        "torch+dwc NCHW / torch NCHW": median_ratio(samples["torch NCHW"], samples["torch+dwc NCHW"]),
+        "torch+dwc channels_last / torch channels_last": median_ratio(samples["torch channels_last"],
+                                                                      samples["torch+dwc channels_last"]),
+        "tvm+dwc / tvm": median_ratio(samples["tvm"], samples["tvm+dwc"])}
+    return row
+
+
+def _plot(rows, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ways = list(rows[0]["median_ms"])
+    figure, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 4.2), sharey=False)
+    for axis, row in zip(np.atleast_1d(axes), rows):
+        values = [row["median_ms"][way] for way in ways]
+        axis.barh(range(len(ways)), values, color=["#888" if "dwc" not in way else "#2a7" for way in ways])
+        axis.set_yticks(range(len(ways)), ways if axis is np.atleast_1d(axes)[0] else [""] * len(ways))
+        axis.invert_yaxis()
+        axis.set_title(f"{row['threads']} thread(s), batch {row['batch']}")
+        axis.set_xlabel("ms per forward (median)")
+    figure.suptitle("MobileNetV2 224x224, whole forward calls")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main() -> None:
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 7
+    rows = []
+    for threads in THREADS:
+        for batch in BATCHES:
+            row = measure(threads, batch, rounds)
+            rows.append(row)
+            print(f"{threads} thread(s) batch {batch}: " + " ".join(f"{k} {v:.2f}" for k, v in row["median_ms"].items())
+                  + " | " + " ".join(f"{k} {v:.2f}x" for k, v in row["speedups"].items()), flush=True)
+    ways = list(rows[0]["median_ms"])
+    method = (f"PyTorch {torch.__version__}, dwc {dwc.__version__}; one process, threads set per block for "
+              f"PyTorch, dwc and TVM (ORT per session); {rounds} interleaved rounds (order reversed every other "
+              f"round), each block {WARMUP_CALLS} warm-up then {TIMED_CALLS} timed forward calls (block mean); "
+              f"times are medians over rounds, speedups medians of per-round ratios; TVM built as it ships "
+              f"(tvm.compile's default pipeline for the host, no MetaSchedule tuning) with and without "
+              f"offload_depthwise; layer times inside the model from forward hooks over {2 * rounds} forward calls")
+    table = ["| threads | batch | " + " | ".join(f"{way} (ms)" for way in ways)
+             + " | torch+dwc / torch (NCHW) | torch+dwc / torch (channels_last) | tvm+dwc / tvm |",
+             "|---:|---:|" + "---:|" * len(ways) + "---:|---:|---:|"]
+    for row in rows:
+        speed = row["speedups"]
+        table.append(f"| {row['threads']} | {row['batch']} | " + " | ".join(f"{row['median_ms'][w]:.2f}" for w in ways)
+                     + f" | {speed['torch+dwc NCHW / torch NCHW']:.2f}x | "
+                       f"{speed['torch+dwc channels_last / torch channels_last']:.2f}x | {speed['tvm+dwc / tvm']:.2f}x |")
+    table += ["", "Depthwise layers: share of the forward time (channels_last) and each dwc layer inside the model "
+                  "against the same layer alone (worst of the 17):", "",
+              "| threads | batch | depthwise share, PyTorch | depthwise share, torch+dwc | worst inside / alone |",
+              "|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        worst = max(layer["inside_over_alone"] for layer in row["layers"])
+        share = row["depthwise_share"]
+        table.append(f"| {row['threads']} | {row['batch']} | {100 * share['torch channels_last']:.0f}% | "
+                     f"{100 * share['torch+dwc channels_last']:.0f}% | {worst:.2f}x |")
+    markdown = write_results(RESULTS, "mobilenet-v2", "MobileNetV2 end to end: PyTorch, ONNX Runtime and TVM, "
+                             "with and without dwc", method, {"rounds": rounds, "rows": rows}, table)
+    _plot(rows, markdown.with_suffix(".png"))
+    print("\n".join(table))
+
+
+if __name__ == "__main__":
+    main()
