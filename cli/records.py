@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
-from ..errors import CorruptRecordError, InvalidArgumentError, UnknownTargetError
+from ..errors import CorruptRecordError, InvalidArgumentError, InvalidSpecError, UnknownTargetError
+from ..ops import spec_from_dict
+from ..ops.separable import SeparableSpec
 from ..targets import named_target_names, resolve_target
 from ..tuning.records import (RecordStore, choose, default_records_dir, mean_seconds, record_id, shipped_stores,
                               stores_for, tvm_version, user_stores)
@@ -73,12 +75,25 @@ def list_records(records_dir: Path | None, target: str | None) -> None:
             measured = [entry for entry in entries if entry["kind"] == "measurement" and entry["workload_key"] == key]
             ok = [seconds for seconds in map(mean_seconds, measured) if seconds is not None]
             spec = next((entry.get("spec") for entry in measured if entry.get("spec")), None)
-            shape = "x".join(str(v) for v in spec["input_shape"]) if spec else "?"
+            shape = _shape_label(spec)
             best = f"best {min(ok) * 1e6:.1f} us" if ok else "no successful trial"
             uses = ""
             if store.version == tvm_version():
                 uses = f"; builds use {choose(key, stores_for(store.target, records_dir)).describe()}"
             click.echo(f"  {key}  {shape:16s} {len(measured):4d} trials ({len(measured) - len(ok)} failed), {best}{uses}")
+
+
+def _shape_label(spec: dict | None) -> str:
+    """The input shape a record's spec names (``1x56x56x144``; a separable one adds ``->O``)."""
+    try:
+        described = spec_from_dict(spec) if spec else None
+    except InvalidSpecError:
+        return "?"
+    if described is None:
+        return "?"
+    if isinstance(described, SeparableSpec):
+        return "x".join(str(v) for v in described.depthwise.input_shape) + f"->{described.out_channels}"
+    return "x".join(str(v) for v in described.input_shape)
 
 
 @group.command("show")
