@@ -34,7 +34,8 @@ from dwc_compiler.benchmarking.mobilenet_v2 import mobilenet_v2
 
 RESULTS = Path(__file__).resolve().parent / "results"
 THREADS, BATCHES = (1, 2), (1, 8)
-WARMUP_CALLS, TIMED_CALLS = 2, 5
+WARMUP_CALLS = 1
+BLOCK_SECONDS = 0.15  # each block of timed calls lasts about this long (at least one call)
 
 
 def _torch_ways(model, replaced, data):
@@ -173,11 +174,12 @@ def measure(threads: int, batch: int, rounds: int) -> dict:
         error = np.max(np.abs(result - expected)) / np.max(np.abs(expected))
         if error > 1e-3:
             raise AssertionError(f"{name} differs from PyTorch at batch {batch}: {error:.2e}")
+    timed = {name: max(1, int(BLOCK_SECONDS * 1e6 / block_mean_us(call, 1, 1))) for name, call in calls.items()}
     samples = {name: [] for name in calls}
     for round_index in range(rounds):
         order = list(calls) if round_index % 2 == 0 else list(reversed(calls))
         for name in order:
-            samples[name].append(block_mean_us(calls[name], WARMUP_CALLS, TIMED_CALLS))
+            samples[name].append(block_mean_us(calls[name], WARMUP_CALLS, timed[name]))
     replaced_cl = copy.deepcopy(replaced).to(memory_format=torch.channels_last)
     data_cl = data.contiguous(memory_format=torch.channels_last)
     layers, dwc_share = _layers_inside_and_alone(replaced_cl, data_cl, 2 * rounds)
@@ -226,7 +228,8 @@ def main() -> None:
     ways = list(rows[0]["median_ms"])
     method = (f"PyTorch {torch.__version__}, dwc {dwc.__version__}; one process, threads set per block for "
               f"PyTorch, dwc and TVM (ORT per session); {rounds} interleaved rounds (order reversed every other "
-              f"round), each block {WARMUP_CALLS} warm-up then {TIMED_CALLS} timed forward calls (block mean); "
+              f"round), each block {WARMUP_CALLS} warm-up call then about {BLOCK_SECONDS * 1e3:.0f} ms of timed forward "
+              f"calls, at least one (block mean); "
               f"times are medians over rounds, speedups medians of per-round ratios; TVM built as it ships "
               f"(tvm.compile's default pipeline for the host, no MetaSchedule tuning) with and without "
               f"offload_depthwise; layer times inside the model from forward hooks over {2 * rounds} forward calls")
