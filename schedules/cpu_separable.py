@@ -3,20 +3,21 @@
 A MobileNet block (depthwise -> bias -> ReLU6 -> pointwise -> bias) run as two ops writes the
 depthwise result to memory and reads it back. Here it never leaves the cache:
 
-NHWC: row tiles (parallel, fused with batch) -> pixel tiles (a few output rows x columns). For
-each pixel tile the depthwise step is computed for all C*M channels into a small buffer (a
-register tile of pixels x one channel vector at a time, the window unrolled, as the depthwise
-kernel does), then the pointwise product consumes it: for each block of output channels, the
-accumulators (pixels x vectors of output channels) stay in registers while the C*M channels are
-walked, each step one broadcast per pixel and one vector load of the pointwise filter per
-vector (the filter's ``[C*M, O]`` rows are contiguous along O). The epilogue is applied as the
-register tile is stored.
+NHWC: row tiles (parallel, fused with batch) -> pixel tiles (columns of one row). For each pixel
+tile the depthwise step is computed for all C*M channels into a small buffer (a register tile of
+pixels x one channel vector at a time, the window unrolled, as the depthwise kernel does), then
+the pointwise product consumes it: for each block of output channels, register tiles of pixels
+x vectors of output channels walk the C*M channels, each step one broadcast per pixel and one
+vector load of the pointwise filter per vector (the filter's ``[C*M, O]`` rows are contiguous
+along O). A large filter is walked in chunks of channels whose rows stay in L1 while every
+register tile of the pixel tile uses them; the sums wait in a small buffer between chunks. The
+epilogue is applied as the sums are stored.
 
-NCHW: (batch, row tile) in parallel -> the depthwise step for all channels of the row tile into
-a buffer (each channel's padded input rows copied once, the window sums vectorized along
-columns) -> blocks of output channels x column vectors: accumulators (output channels x column
-vectors) in registers while the C*M channels are walked, one broadcast of the pointwise filter
-per output channel and one vector load of the depthwise result per column vector.
+NCHW: (batch, row tile) in parallel -> chunks of channels: the chunk's depthwise results for the
+row tile into a buffer (each channel's padded input rows copied once, the window sums vectorized
+along columns) -> register tiles of output channels x rows x column vectors summed over the
+chunk, one broadcast of the pointwise filter per output channel and one vector load of the
+depthwise result per row and column vector. The epilogue stores each row tile's real columns.
 """
 
 from __future__ import annotations
