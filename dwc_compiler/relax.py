@@ -6,7 +6,8 @@ float32/16/64) and replaces it, together with a bias ``add`` and a ``clip(0, 6)`
 that follow it alone, with ``call_tir`` of a dwc PrimFunc named ``dwc_<workload key>``, already
 scheduled for `target` (its tuning record, else dwc's rule) and marked scheduled, so that TVM's
 pipeline compiles it as it is. The rest of the model is left to TVM. The result builds with
-``tvm.compile(mod, target=dwc_compiler.relax.tvm_target(target))``.
+``tvm.compile(mod, target=dwc_compiler.relax.tvm_target(target))``, or with :func:`compile`
+(the same, and CUDA code compiled by nvcc as dwc's own kernels are).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import tvm
 from tvm import relax
 
 from .build import scheduled
+from .runtime import runtime_for
 from .errors import InvalidSpecError
 from .ops.depthwise import DepthwiseSpec
 from .targets import TargetInfo, resolve_target
@@ -27,6 +29,19 @@ _DTYPES = ("float32", "float16", "float64")
 def tvm_target(target: str | TargetInfo = "host"):
     """The ``tvm.target.Target`` of a dwc target name, for ``tvm.compile`` of an offloaded module."""
     return resolve_target(target).tvm()
+
+
+def compile(mod: tvm.IRModule, target: str | TargetInfo = "host"):
+    """``tvm.compile(mod)`` for a dwc target the way dwc builds its own kernels: for CUDA
+    targets every kernel of the model is compiled by nvcc to the target's sm (TVM's default
+    hook wants NVRTC from the cuda-bindings package, or ``TVM_CUDA_COMPILE_MODE=nvcc`` inside a
+    ``with target:`` block).
+
+    Raises:
+        BuildError: TVM could not compile the module.
+    """
+    info = resolve_target(target)
+    return runtime_for(info).compile(mod, info)
 
 
 def _static_shape(expr: relax.Expr) -> tuple[int, ...] | None:

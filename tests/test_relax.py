@@ -126,14 +126,23 @@ def test_onnx_models_are_offloaded_too():
 
 def test_builds_for_cuda_sm90(model):
     """The offloaded model builds for cuda-sm90: dwc's kernels (thread-bound, shared memory) are
-    in the CUDA module beside TVM's own for the rest of the model."""
+    in the CUDA module beside TVM's own for the rest of the model. A dwc CUDA build first: its
+    compile hook must not be left in place for other builds."""
     import shutil
+
+    import dwc_compiler as dwc
 
     if shutil.which("nvcc") is None:
         pytest.skip("CUDA builds need nvcc")
+    import tvm_ffi
+
+    before = tvm_ffi.get_global_func("tvm_callback_cuda_compile", allow_missing=True)
+    dwc.build(dwc.DepthwiseSpec.create((1, 8, 8, 16), (3, 3, 16, 1), 1, "SAME"), "cuda-sm90")
+    after = tvm_ffi.get_global_func("tvm_callback_cuda_compile", allow_missing=True)
+    assert (before is None and after is None) or (before is not None and after.same_as(before))
     mod, _ = _imported(model, 1)
     offloaded = dwc_relax.offload_depthwise(mod, "cuda-sm90")
-    executable = tvm.compile(offloaded, target=dwc_relax.tvm_target("cuda-sm90"))
+    executable = dwc_relax.compile(offloaded, "cuda-sm90")  # nvcc, as dwc's own builds (no NVRTC here)
     sources = []
 
     def collect(module):

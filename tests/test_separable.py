@@ -64,15 +64,17 @@ def test_tf_semantics_on_host(data_format, case):
 
 
 @pytest.mark.parametrize("data_format", LAYOUTS)
-@pytest.mark.parametrize("depthwise_activation, pointwise_activation", [
-    (None, None), ("relu6", None), ("relu", "relu6"), (None, "relu")])
-@pytest.mark.parametrize("biases", [(False, False), (True, True), (True, False), (False, True)],
-                         ids=["no-bias", "both-biases", "depthwise-bias", "pointwise-bias"])
-def test_biases_and_activations(data_format, depthwise_activation, pointwise_activation, biases):
-    """Each step's bias and activation, alone and together (stride 2, batch 2)."""
+@pytest.mark.parametrize("depthwise_bias, depthwise_activation, pointwise_bias, pointwise_activation", [
+    (False, None, False, None), (True, "relu6", False, None), (True, "relu", True, "relu6"),
+    (False, None, True, "relu"), (False, "relu6", True, None), (True, None, False, "relu6")],
+    ids=["plain", "depthwise-epilogue", "both-epilogues", "pointwise-epilogue", "relu6-then-bias", "bias-then-relu6"])
+def test_biases_and_activations(data_format, depthwise_bias, depthwise_activation, pointwise_bias,
+                                pointwise_activation):
+    """Each step's bias and activation, alone and together (stride 2, batch 2): every bias and
+    activation appears after each step in some case, and with and without the other step's."""
     check_separable((9, 10, 16), (3, 3, 16, 1), 24, 2, "SAME", data_format, batch=2,
-                    depthwise_bias=biases[0], depthwise_activation=depthwise_activation,
-                    pointwise_bias=biases[1], pointwise_activation=pointwise_activation)
+                    depthwise_bias=depthwise_bias, depthwise_activation=depthwise_activation,
+                    pointwise_bias=pointwise_bias, pointwise_activation=pointwise_activation)
 
 
 @pytest.mark.parametrize("data_format", LAYOUTS)
@@ -147,9 +149,10 @@ def test_aarch64_under_qemu(data_format):
     check_separable((9, 9, 8), (3, 3, 8, 2), 12, 1, "VALID", data_format, target="aarch64-neon", dilations=(2, 2))
 
 
-@pytest.mark.parametrize("data_format", LAYOUTS)
-@pytest.mark.parametrize("workload", ["mbv2-56x56x144-s1-pw24", "mbv2-14x14x576-s2-pw160", "mbv2-7x7x960-s1-pw160"])
-def test_cuda_sm90_builds_fused(data_format, workload):
+@pytest.mark.parametrize("workload, data_format", [("mbv2-56x56x144-s1-pw24", "NHWC"),
+                                                   ("mbv2-14x14x576-s2-pw160", "NCHW"),
+                                                   ("mbv2-7x7x960-s1-pw160", "NHWC")])
+def test_cuda_sm90_builds_fused(workload, data_format):
     """The CUDA fused schedule builds for sm_90: depthwise results staged in shared memory, loops
     bound to blocks and threads, no register spills; run and checked where a GPU is."""
     if shutil.which("nvcc") is None:

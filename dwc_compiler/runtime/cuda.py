@@ -32,36 +32,47 @@ _build_state = threading.local()
 _callback_lock = threading.Lock()
 
 
-@functools.lru_cache(maxsize=1)
-def _install_compile_callback() -> None:
-    import tvm_ffi
+_CALLBACK = "tvm_callback_cuda_compile"
 
-    def compile_with_nvcc(code: str) -> bytes:
-        from tvm.support import nvcc
 
-        target = getattr(_build_state, "target", None)
-        if target is None:
-            raise BuildError("internal: CUDA code compiled outside dwc's build (no target set)")
-        require_tool("nvcc")
-        sm = int(target.extra["sm"])
-        arch = ["-gencode", f"arch=compute_{sm},code=sm_{sm}", "-gencode", f"arch=compute_{sm},code=compute_{sm}"]
-        with target.tvm():  # nvcc's wrapper reads the compute version from the current target
-            return nvcc.compile_cuda(code, target_format="fatbin", arch=arch, compiler="nvcc")
+def _compile_with_nvcc(code: str) -> bytes:
+    """TVM's CUDA compile hook during dwc's builds: nvcc, sm_XX machine code plus PTX."""
+    from tvm.support import nvcc
 
-    tvm_ffi.register_global_func("tvm_callback_cuda_compile", compile_with_nvcc, override=True)
+    target = getattr(_build_state, "target", None)
+    if target is None:
+        raise BuildError("internal: dwc's CUDA compile hook called outside dwc's build (no target set)")
+    require_tool("nvcc")
+    sm = int(target.extra["sm"])
+    arch = ["-gencode", f"arch=compute_{sm},code=sm_{sm}", "-gencode", f"arch=compute_{sm},code=compute_{sm}"]
+    with target.tvm():  # nvcc's wrapper reads the compute version from the current target
+        return nvcc.compile_cuda(code, target_format="fatbin", arch=arch, compiler="nvcc")
 
 
 @contextlib.contextmanager
 def building_for(target: Any) -> Iterator[None]:
-    """Within the block, TVM's CUDA code generation compiles with nvcc for `target`'s sm."""
+    """Within the block, TVM's CUDA code generation compiles with nvcc for `target`'s sm.
+
+    The hook is TVM's process-wide ``tvm_callback_cuda_compile``: dwc puts its own in place for
+    the block only and then restores what was there (or nothing), so that other CUDA builds in
+    the process (``tvm.compile`` of a whole model) go TVM's own way."""
+    import tvm_ffi
+
     ensure_cuda_runtime()
-    _install_compile_callback()
     with _callback_lock:
+        previous = tvm_ffi.get_global_func(_CALLBACK, allow_missing=True)
+        import tvm.support.nvcc  # noqa: F401  (registers TVM's own hook the first time it loads)
+
+        tvm_ffi.register_global_func(_CALLBACK, _compile_with_nvcc, override=True)
         _build_state.target = target
         try:
             yield
         finally:
             _build_state.target = None
+            if previous is None:
+                tvm_ffi.remove_global_func(_CALLBACK)
+            else:
+                tvm_ffi.register_global_func(_CALLBACK, previous, override=True)
 
 
 class CudaCaller:
