@@ -18,7 +18,7 @@ import dwc_compiler.relax as dwc_relax  # noqa: E402
 from dwc_compiler.ops.compare import max_relative_error  # noqa: E402
 
 from helpers import rpc_tracker_with_server  # noqa: E402
-from test_torch import SmallMobileNet  # noqa: E402
+from test_torch import small_mobilenet  # noqa: E402
 
 
 def _calls(mod, op_name):
@@ -33,13 +33,7 @@ def _calls(mod, op_name):
 @pytest.fixture(scope="module")
 def model():
     """SmallMobileNet in eval mode with non-trivial BatchNorm statistics."""
-    torch.manual_seed(0)
-    network = SmallMobileNet().eval()
-    for module in network.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.uniform_(-1, 1)
-            module.running_var.uniform_(0.5, 2)
-    return network
+    return small_mobilenet()
 
 
 def _imported(model, batch, unwrap=False):

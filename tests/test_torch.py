@@ -41,9 +41,8 @@ class SmallMobileNet(nn.Module):
         return self.relu(self.tail(self.blocks(self.stem(x))))
 
 
-@pytest.fixture(scope="module")
-def models():
-    """(PyTorch's eval-mode model with non-trivial BatchNorm statistics, its dwc-swapped copy)."""
+def small_mobilenet():
+    """SmallMobileNet in eval mode with non-trivial BatchNorm statistics and affine parameters."""
     torch.manual_seed(0)
     model = SmallMobileNet().eval()
     for module in model.modules():
@@ -52,6 +51,13 @@ def models():
             module.running_var.uniform_(0.5, 2)
             module.weight.data.uniform_(0.5, 1.5)
             module.bias.data.uniform_(-0.5, 0.5)
+    return model
+
+
+@pytest.fixture(scope="module")
+def models():
+    """(PyTorch's eval-mode model, its dwc-swapped copy)."""
+    model = small_mobilenet()
     return model, dwc_torch.replace_depthwise(copy.deepcopy(model))
 
 
