@@ -188,8 +188,7 @@ def separable_conv2d(input: Any, depthwise_filter: Any, pointwise_filter: Any, s
                   depthwise_bias is None, depthwise_activation, pointwise_bias is None, pointwise_activation)
     biases = [bias for bias in (depthwise_bias, pointwise_bias) if bias is not None]
     try:
-        kernel = _kernels[("separable", input.shape, input.dtype, depthwise_filter.shape, pointwise_filter.shape,
-                           *parameters)]
+        kernel = _kernels[_separable_key(input, depthwise_filter, pointwise_filter, parameters)]
     except (AttributeError, KeyError, TypeError):  # not compiled yet, or not arrays yet
         kernel = None
     if kernel is not None:  # the lean path: the kernel checks what the key does not cover
@@ -200,8 +199,7 @@ def separable_conv2d(input: Any, depthwise_filter: Any, pointwise_filter: Any, s
         named["depthwise_bias"] = _array_of(depthwise_bias, "depthwise_bias")
     if pointwise_bias is not None:
         named["pointwise_bias"] = _array_of(pointwise_bias, "pointwise_bias")
-    key = ("separable", named["input"].shape, named["input"].dtype, named["depthwise_filter"].shape,
-           named["pointwise_filter"].shape, *parameters)
+    key = _separable_key(named["input"], named["depthwise_filter"], named["pointwise_filter"], parameters)
     kernel = _kernels.get(key)
     if kernel is None:
         spec = SeparableSpec.create(
@@ -213,6 +211,12 @@ def separable_conv2d(input: Any, depthwise_filter: Any, pointwise_filter: Any, s
         _check_bias(named.get("pointwise_bias"), "pointwise_bias", spec.out_channels, "out_channels O")
         kernel = _cached_build(key, spec, target)
     return kernel(*named.values())
+
+
+def _separable_key(input, depthwise_filter, pointwise_filter, parameters: tuple) -> tuple:
+    """What names a compiled separable kernel in the cache: the arrays' shapes, the input's dtype
+    and every parameter (the kernel checks the other dtypes and the biases' shapes itself)."""
+    return ("separable", input.shape, input.dtype, depthwise_filter.shape, pointwise_filter.shape, *parameters)
 
 
 def clear_kernel_cache() -> None:

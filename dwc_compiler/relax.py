@@ -12,6 +12,7 @@ pipeline compiles it as it is. The rest of the model is left to TVM. The result 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import tvm
@@ -114,7 +115,6 @@ class _Offloader:
     def __init__(self, builder: relax.BlockBuilder, target: TargetInfo, records: Any) -> None:
         self.builder, self.target, self.records = builder, target, records
         self.kernels: dict[str, tvm.ir.GlobalVar] = {}
-        self.offloaded = 0
 
     def kernel(self, spec: DepthwiseSpec) -> tvm.ir.GlobalVar:
         name = f"dwc_{spec.workload_key.replace('-', '_')}"
@@ -146,32 +146,24 @@ class _Offloader:
                 last = bindings[following].var
                 activation = found
             if any(member in dropped or member in replaced for member in group):
-                continue
-            fused = DepthwiseSpec(**{**_fields(spec), "with_bias": bias is not None, "activation": activation})
+                continue  # an add already fused with another conv (two 1x1-sized convs added together)
+            fused = dataclasses.replace(spec, with_bias=bias is not None, activation=activation)
             new_bindings = []
             arguments = [binding.value.args[0], binding.value.args[1]]
             if bias is not None:
-                flat = relax.DataflowVar(f"{last.name}_bias", relax.TensorType((spec.out_channels,),
-                                                                                          spec.dtype))
+                flat = relax.DataflowVar(f"{last.name}_bias", relax.TensorType((spec.out_channels,), spec.dtype))
                 new_bindings.append(relax.VarBinding(flat, relax.op.reshape(bias, (spec.out_channels,))))
                 arguments.append(flat)
             output_info = relax.TensorType(spec.output_shape, spec.dtype)
             new_bindings.append(relax.VarBinding(last, relax.call_tir(self.kernel(fused), arguments, output_info)))
             replaced[group[-1]] = new_bindings
             dropped.update(group[:-1])
-            self.offloaded += 1
         result = []
         for index, binding in enumerate(bindings):
             if index in dropped:
                 continue
             result.extend(replaced.get(index, [binding]))
         return relax.DataflowBlock(result)
-
-
-def _fields(spec: DepthwiseSpec) -> dict[str, Any]:
-    return {name: getattr(spec, name) for name in (
-        "input_shape", "filter_shape", "strides", "pads", "dilations", "data_format", "dtype", "padding_mode",
-        "filter_format")}
 
 
 def _uses(bindings: list[relax.Binding]) -> dict[Any, list[int]]:

@@ -38,6 +38,7 @@ ACTIVATION_MODULES = {nn.ReLU: "relu", nn.ReLU6: "relu6"}
 
 
 def _output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    # PyTorch's formula, kept in plain arithmetic: under torch.export the sizes may be symbolic.
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
@@ -47,6 +48,12 @@ def _pair(values: list[int], parameter: str) -> tuple[int, int]:
     if len(values) != 2:
         raise InvalidArgumentError(f"{parameter}: expected 1 or 2 integers (rows, cols), got {list(values)}")
     return (values[0], values[1])
+
+
+def _is_channels_last(tensor: torch.Tensor) -> bool:
+    """Whether `tensor` is laid out channels_last (NHWC memory) rather than contiguous NCHW."""
+    return tensor.dim() == 4 and not tensor.is_contiguous() and tensor.is_contiguous(
+        memory_format=torch.channels_last)
 
 
 @torch.library.custom_op("dwc::depthwise_conv2d", mutates_args=(), device_types="cpu")
@@ -68,18 +75,14 @@ def depthwise_conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[t
     stride_pair, padding_pair, dilation_pair = (_pair(stride, "stride"), _pair(padding, "padding"),
                                                 _pair(dilation, "dilation"))
     pads = [[padding_pair[0], padding_pair[0]], [padding_pair[1], padding_pair[1]]]
-    channels_last = input.dim() == 4 and not input.is_contiguous() and input.is_contiguous(
-        memory_format=torch.channels_last)
-    if channels_last:
-        nhwc = input.permute(0, 2, 3, 1)  # the same memory, as a contiguous NHWC tensor
-        result = _numpy_depthwise_conv2d(nhwc.detach(), weight.detach().contiguous(), stride_pair, pads, "NHWC",
-                                         dilation_pair, target, None if bias is None else bias.detach(),
-                                         activation, "OIHW")
-        return torch.from_numpy(result).permute(0, 3, 1, 2)
-    result = _numpy_depthwise_conv2d(input.detach().contiguous(), weight.detach().contiguous(), stride_pair, pads,
-                                     "NCHW", dilation_pair, target, None if bias is None else bias.detach(),
-                                     activation, "OIHW")
-    return torch.from_numpy(result)
+    channels_last = _is_channels_last(input)
+    # A channels_last tensor's memory, seen as a contiguous NHWC tensor, goes to the NHWC kernel.
+    data = input.permute(0, 2, 3, 1) if channels_last else input.contiguous()
+    result = _numpy_depthwise_conv2d(data.detach(), weight.detach().contiguous(), stride_pair, pads,
+                                     "NHWC" if channels_last else "NCHW", dilation_pair, target,
+                                     None if bias is None else bias.detach(), activation, "OIHW")
+    output = torch.from_numpy(result)
+    return output.permute(0, 3, 1, 2) if channels_last else output
 
 
 @depthwise_conv2d.register_fake
@@ -90,9 +93,8 @@ def _(input, weight, bias, stride, padding, dilation, activation="none", target=
     out_channels, _, kernel_rows, kernel_cols = weight.shape
     shape = (batch, out_channels, _output_size(height, kernel_rows, stride_rows, pad_rows, dilation_rows),
              _output_size(width, kernel_cols, stride_cols, pad_cols, dilation_cols))
-    channels_last = not input.is_contiguous() and input.is_contiguous(memory_format=torch.channels_last)
     return torch.empty(shape, dtype=input.dtype, device=input.device,
-                       memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+                       memory_format=torch.channels_last if _is_channels_last(input) else torch.contiguous_format)
 
 
 class DepthwiseConv2d(nn.Module):

@@ -84,14 +84,20 @@ NCHW_TILE_PIXELS = 64
 NCHW_MIN_TILE_ROWS = 2
 
 
+def _fmas_per_load(broadcasts: int, loaded_vectors: int) -> tuple[float, int]:
+    """How a pointwise register tile ranks: each channel step broadcasts `broadcasts` values and
+    loads `loaded_vectors` vectors for broadcasts x vectors FMAs; the most FMAs per load first,
+    then the larger tile."""
+    return broadcasts * loaded_vectors / (broadcasts + loaded_vectors), broadcasts * loaded_vectors
+
+
 def _register_tile(pixel_choices: list[int], vectors: int, accumulators: int) -> tuple[int, int]:
-    """(pixels, output-channel vectors) of the pointwise register tile: at most `accumulators`
-    sums, the most multiply-adds per load (each channel step loads `vectors` filter vectors and
-    broadcasts `pixels` values for pixels x vectors FMAs), then the larger tile, then the more
-    pixels (which the depthwise step's register tile shares)."""
+    """(pixels, output-channel vectors) of the NHWC pointwise register tile: at most
+    `accumulators` sums, ranked by :func:`_fmas_per_load` (a broadcast per pixel, a filter vector
+    per output-channel vector), then the more pixels (which the depthwise register tile shares)."""
     shapes = [(pixels, out_vectors) for pixels in pixel_choices for out_vectors in range(1, vectors + 1)
               if vectors % out_vectors == 0 and pixels * out_vectors <= accumulators]
-    return max(shapes, key=lambda shape: (shape[0] * shape[1] / (shape[0] + shape[1]), shape[0] * shape[1], shape[0]))
+    return max(shapes, key=lambda shape: (*_fmas_per_load(*shape), shape[0]))
 
 
 def plan_separable_tiling(spec: SeparableSpec, lanes: int, registers: int) -> SeparableTiling:
@@ -135,8 +141,9 @@ def plan_separable_tiling(spec: SeparableSpec, lanes: int, registers: int) -> Se
               for rows in range(1, tile_rows + 1) if tile_rows % rows == 0
               for vectors in range(1, column_vectors + 1) if column_vectors % vectors == 0
               and channels * rows * vectors <= registers * 3 // 4]
-    out_channels, register_rows, out_vectors = max(shapes, key=lambda shape: (
-        shape[0] * shape[1] * shape[2] / (shape[0] + shape[1] * shape[2]), shape[0] * shape[1] * shape[2]))
+    # A broadcast filter value per output channel, a loaded result per row and column vector.
+    out_channels, register_rows, out_vectors = max(shapes, key=lambda shape: _fmas_per_load(shape[0],
+                                                                                         shape[1] * shape[2]))
     tile_bytes = tile_rows * width * spec.itemsize
     if spec.depthwise_channels * tile_bytes <= SMALL_FILTER_BYTES:
         channel_chunk = spec.depthwise_channels
@@ -144,21 +151,6 @@ def plan_separable_tiling(spec: SeparableSpec, lanes: int, registers: int) -> Se
         channel_chunk = largest_divisor_at_most(spec.depthwise_channels, max(FILTER_CHUNK_BYTES // tile_bytes, 1))
     return SeparableTiling(lanes, tile_rows, 1, out_vectors, out_channels, channel_chunk=channel_chunk,
                            register_rows=register_rows)
-
-
-def _sum_in_registers(sch, summed, tile_loop, vector_lanes: int, tile_loops: int) -> None:
-    """The pointwise register tile under `tile_loop`: its sums in a ``local`` buffer, the C*M
-    channels (the reduction) outermost, the tile's axes unrolled, the last one's lanes vectorized.
-    Below `tile_loop` the pointwise block's loops end with `tile_loops` axes and the reduction."""
-    sch.compute_at(summed, tile_loop, preserve_unit_loops=True)
-    sch.set_scope(summed, 0, "local")
-    *tile_axes, vector_axis, channel = sch.get_loops(summed)[-(tile_loops + 1):]
-    vectors, lane = sch.split(vector_axis, [None, vector_lanes])
-    sch.reorder(channel, *tile_axes, vectors, lane)
-    for loop in (*tile_axes, vectors):
-        sch.unroll(loop)
-    sch.vectorize(lane)
-    sch.decompose_reduction(summed, channel)
 
 
 def schedule_separable_nhwc(sch, spec: SeparableSpec, tiling: SeparableTiling, search: TileSearch | None = None):

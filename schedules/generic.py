@@ -1,17 +1,17 @@
 """The plain CPU rule every CPU target falls back to: correct for any spec, not fast.
 
-Padding inlined; each sum (the ``conv`` window sum, and the separable op's ``pointwise`` sum)
-computed where the block that finishes it (its epilogue) stores, kept in a register; the
-finishing blocks' outer two loops fused and run in parallel. Taken where no family rule said
-"mine" (a CPU family dwc has no rule for, an op the family rule does not schedule).
+Padding inlined; each sum the spec lists (``spec.sum_stages()``: the ``conv`` window sum, and
+the separable op's ``pointwise`` sum) computed where the block that finishes it stores, kept in
+a register; the finishing blocks' outer two loops fused and run in parallel. Taken where no
+family rule said "mine" (a CPU family dwc has no rule for, an op the family rule does not
+schedule).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..ops.primfunc import BLOCK_CONV, BLOCK_DEPTHWISE, BLOCK_EPILOGUE, BLOCK_PAD, BLOCK_POINTWISE
-from ..ops.separable import SeparableSpec
+from ..ops.primfunc import BLOCK_PAD
 from .base import as_schedule
 
 NAME = "hand:generic"
@@ -24,12 +24,8 @@ def apply(func: Any, spec: Any, target: Any, tunable: bool = False, hand_decisio
         return None
     sch = as_schedule(func)
     sch.compute_inline(sch.get_sblock(BLOCK_PAD))
-    if isinstance(spec, SeparableSpec):
-        pairs = ((BLOCK_CONV, BLOCK_DEPTHWISE), (BLOCK_POINTWISE, BLOCK_EPILOGUE))
-    else:
-        pairs = ((BLOCK_CONV, BLOCK_EPILOGUE),)
-    for sum_name, finish_name in pairs:
-        summed, finish = sch.get_sblock(sum_name), sch.get_sblock(finish_name)
+    for stage in spec.sum_stages():
+        summed, finish = sch.get_sblock(stage.sum_block), sch.get_sblock(stage.finish_block)
         loops = sch.get_loops(finish)
         sch.parallel(sch.fuse(loops[0], loops[1]))
         sch.compute_at(summed, loops[-1])

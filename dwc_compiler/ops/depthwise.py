@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import InvalidSpecError
 from .epilogue import check_activation, check_bias_flag, describe_epilogue, numpy_epilogue, te_epilogue
-from .primfunc import BLOCK_CONV, BLOCK_EPILOGUE, BLOCK_PAD, accumulator_dtype
+from .primfunc import BLOCK_CONV, BLOCK_EPILOGUE, BLOCK_PAD, SumStage, accumulator_dtype
 from .signature import Argument
 from .tf_params import (PADDING_MODES, IntOrInts, PaddingArg, canonical_dtype, check_data_format, int_tuple,
                         layout_of, positive_shape, resolve_padding, spatial_pair)
@@ -347,9 +347,9 @@ class DepthwiseSpec:
         or without the fused epilogue (which adds no loop) shares records."""
         return self._key({**self.to_dict(), "with_bias": False, "activation": "none"})
 
-    def biased_sums(self) -> tuple[tuple[str, str, str], ...]:
-        """(sum block, epilogue block, activation) of each bias the PrimFunc starts a sum from."""
-        return ((BLOCK_CONV, BLOCK_EPILOGUE, self.activation),) if self.with_bias else ()
+    def sum_stages(self) -> tuple[SumStage, ...]:
+        """The window sum and the epilogue that finishes it."""
+        return (SumStage(BLOCK_CONV, BLOCK_EPILOGUE, self.with_bias, self.activation),)
 
     def without_epilogue(self) -> "DepthwiseSpec":
         """The same convolution with no bias and no activation."""

@@ -19,7 +19,7 @@ activation's min/max alone).
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import BuildError
 
@@ -28,6 +28,20 @@ BLOCK_CONV = "conv"
 BLOCK_EPILOGUE = "epilogue"
 BLOCK_DEPTHWISE = "depthwise"
 BLOCK_POINTWISE = "pointwise"
+
+
+
+class SumStage(NamedTuple):
+    """One reduction of an op and the block that finishes it (adds its bias, applies its
+    activation, casts and stores it): ``conv`` -> ``epilogue`` for depthwise convolution;
+    ``conv`` -> ``depthwise`` and ``pointwise`` -> ``epilogue`` for the separable op. Specs list
+    theirs in ``spec.sum_stages()``; the PrimFunc and the generic schedule rule follow them."""
+
+    sum_block: str
+    finish_block: str
+    with_bias: bool
+    activation: str
+
 
 _BUFFER_ARG = re.compile(r'(\w+): T\.Buffer\((\([^)]*\)), "(\w+)"\)')
 
@@ -48,8 +62,9 @@ def prim_func(spec: Any):
 
     tensors = list(spec.te_tensors())
     func = _with_element_alignment(te.create_prim_func(tensors), spec.itemsize, len(tensors))
-    for sum_block, epilogue_block, activation in spec.biased_sums():
-        func = _bias_as_accumulator_start(func, sum_block, epilogue_block, activation)
+    for stage in spec.sum_stages():
+        if stage.with_bias:
+            func = _bias_as_accumulator_start(func, stage.sum_block, stage.finish_block, stage.activation)
     return func.with_attr("global_symbol", "main")
 
 

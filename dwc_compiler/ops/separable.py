@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import InvalidSpecError
 from .depthwise import DepthwiseSpec, te_depthwise
 from .epilogue import check_activation, check_bias_flag, describe_epilogue, numpy_epilogue, te_epilogue
-from .primfunc import BLOCK_CONV, BLOCK_DEPTHWISE, BLOCK_EPILOGUE, BLOCK_POINTWISE, accumulator_dtype
+from .primfunc import BLOCK_CONV, BLOCK_DEPTHWISE, BLOCK_EPILOGUE, BLOCK_POINTWISE, SumStage, accumulator_dtype
 from .signature import Argument
 from .tf_params import IntOrInts, PaddingArg, as_int, int_tuple, layout_of
 
@@ -249,14 +249,11 @@ class SeparableSpec:
         """The same convolutions with no bias and no activation."""
         return SeparableSpec(self.depthwise.without_epilogue(), self.out_channels)
 
-    def biased_sums(self) -> tuple[tuple[str, str, str], ...]:
-        """(sum block, epilogue block, activation) of each bias the PrimFunc starts a sum from."""
-        sums = []
-        if self.depthwise.with_bias:
-            sums.append((BLOCK_CONV, BLOCK_DEPTHWISE, self.depthwise.activation))
-        if self.with_pointwise_bias:
-            sums.append((BLOCK_POINTWISE, BLOCK_EPILOGUE, self.pointwise_activation))
-        return tuple(sums)
+    def sum_stages(self) -> tuple[SumStage, ...]:
+        """The depthwise window sum finished by the ``depthwise`` block, then the pointwise sum
+        finished by the ``epilogue``."""
+        return (SumStage(BLOCK_CONV, BLOCK_DEPTHWISE, self.depthwise.with_bias, self.depthwise.activation),
+                SumStage(BLOCK_POINTWISE, BLOCK_EPILOGUE, self.with_pointwise_bias, self.pointwise_activation))
 
     def describe(self) -> str:
         """One line for people: the depthwise step, then the pointwise step and its epilogue."""
