@@ -133,6 +133,7 @@ def plan_separable_tiling(spec: SeparableSpec, lanes: int, registers: int) -> Se
     # 7x7x960->160 0.71x, 56x56x144->24 0.76x the time); register tiles of
     # output channels (broadcast filter values) x rows x column vectors (loaded results).
     width = sum_width(depthwise)
+    lanes = vector_lanes_for(width, lanes)  # rows are whole vectors of 8: AVX-512 vectors of 16 may not fit
     column_vectors = width // lanes
     tile_rows = min((rows for rows in range(NCHW_MIN_TILE_ROWS, depthwise.out_height + 1)
                      if depthwise.out_height % rows == 0 and rows * width >= NCHW_TILE_PIXELS),

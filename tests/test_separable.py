@@ -204,6 +204,36 @@ def test_fused_schedule_keeps_the_depthwise_result_in_tiles():
     assert int(np.prod([int(loop.extent) for loop in loops[2:]])) == tile_cols * 144
 
 
+@pytest.mark.parametrize("workload", ["mbv2-7x7x960-s1-pw160", "mbv2-14x14x576-s2-pw160"])
+def test_avx512_nchw_on_7x7_outputs_vectorizes_rows_of_8(workload):
+    """NCHW rows are summed in whole vectors of 8 columns; a 7x7 output's row (8 columns) takes
+    8-lane vectors on AVX-512, whose 16 lanes would not fit (its planning raised before). The
+    kernel is compiled for x86-avx512 (run where the CPU has it, by test_x86_targets' cases)."""
+    import tvm
+    import tvm_ffi
+
+    from dwc_compiler.ops.primfunc import prim_func
+    from dwc_compiler.runtime import runtime_for
+    from dwc_compiler.schedules import apply_rules
+    from dwc_compiler.targets import resolve_target
+    from dwc_compiler.workloads import workload as named
+
+    base = named(workload)
+    depthwise = base.depthwise
+    spec = dwc.SeparableSpec.create((1, depthwise.in_channels, depthwise.in_height, depthwise.in_width),
+                                    depthwise.filter_shape, base.pointwise_filter_shape, depthwise.strides, "SAME",
+                                    "NCHW")
+    target = resolve_target("x86-avx512")
+    schedule, name = apply_rules(prim_func(spec), spec, target)
+    assert name == "hand:x86"
+    vectorized = []
+    tvm_ffi.structural_walk(schedule.mod["main"], ((tvm.tirx.For, lambda loop: vectorized.append(int(loop.extent))
+                                                    if loop.kind == tvm.tirx.ForKind.VECTORIZED else None),),
+                            order="pre")
+    assert vectorized and set(vectorized) <= {8}
+    runtime_for(target).compile(schedule.mod, target)
+
+
 def test_generic_rule_schedules_the_separable_op():
     """The generic fallback (any CPU family without a rule of its own) computes the op correctly."""
     from dwc_compiler.ops.primfunc import prim_func
