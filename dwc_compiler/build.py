@@ -57,7 +57,7 @@ def scheduled(spec: Any, target: TargetInfo, records: str | Path | None = None, 
     choice = lookup(spec, target, Path(records) if records is not None else None) if use_records else None
     if choice is not None and choice.use_record:
         try:
-            schedule = schedule_from_record(func, choice.record)
+            schedule = schedule_from_record(func, choice.record, target.family)
         except REPLAY_ERRORS as exc:  # a record that no longer replays must not break builds
             logger.warning("tuning record %s does not replay (%s); using the hand schedule",
                            choice.record_id, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)

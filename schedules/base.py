@@ -30,3 +30,31 @@ def read_index(sch: Any, block: Any, buffer_name: str) -> int:
     if buffer_name not in names:
         raise ValueError(f"internal: block {sch.get(block).name_hint} reads {names}, not {buffer_name}")
     return names.index(buffer_name)
+
+
+# The scope of register-tile sums on CPUs. TVM's LowerTVMBuiltin puts a CPU allocation on the
+# stack only when its scope is "global" and it is under 1 KB (kMaxStackAlloca); any other scope,
+# "local" included, becomes a TVMBackendAllocWorkspace / FreeWorkspace call pair per tile, and
+# the sums' last store into that workspace stays in the hot loop. On the stack, LLVM promotes
+# the sums to registers and drops the buffer.
+CPU_REGISTER_SCOPE = "global"
+
+
+def sums_in_registers(sch: Any, block: Any) -> None:
+    """Give `block`'s output (a register tile's sums, computed at its tile) the scope that lets
+    LLVM keep it in registers on a CPU (see ``CPU_REGISTER_SCOPE``)."""
+    sch.set_scope(block, 0, CPU_REGISTER_SCOPE)
+
+
+def register_sums_on_stack(sch: Any) -> None:
+    """Give every block of `sch` that writes a ``local`` buffer the CPU register scope (see
+    ``CPU_REGISTER_SCOPE``). For schedules replayed from tuning records whose traces say
+    ``local`` (every record made before dwc 0.1's CPU rules moved their sums to the stack):
+    the record's decisions stay, the per-tile workspace calls go."""
+    pending = list(sch.get_child_blocks(sch.get_sblock("root")))
+    while pending:
+        block = pending.pop()
+        pending.extend(sch.get_child_blocks(block))
+        for index, region in enumerate(sch.get(block).writes):
+            if region.source.scope() == "local":
+                sch.set_scope(block, index, CPU_REGISTER_SCOPE)

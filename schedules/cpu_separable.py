@@ -29,7 +29,7 @@ from ..ops.depthwise import sum_width
 from ..ops.primfunc import (BLOCK_CONV, BLOCK_DEPTHWISE, BLOCK_EPILOGUE, BLOCK_PAD, BLOCK_POINTWISE,
                             accumulator_dtype)
 from ..ops.separable import SeparableSpec
-from .base import as_schedule
+from .base import as_schedule, sums_in_registers
 from .cpu import (CpuTiling, TileSearch, accumulate_in_registers, filter_per_multiple, largest_divisor_at_most,
                   padded_plane, split_tile, vector_lanes_for)
 
@@ -183,7 +183,7 @@ def schedule_separable_nhwc(sch, spec: SeparableSpec, tiling: SeparableTiling, s
     # The pixel tile's sums for one output-channel block, chunk by chunk of channels; within a
     # chunk, each register tile's sums stay in registers while its channels are walked.
     sch.compute_at(pointwise, out_block, preserve_unit_loops=True)
-    sch.set_scope(pointwise, 0, "local")
+    sums_in_registers(sch, pointwise)
     *_, tile_row, tile_col, sum_channel, channel = sch.get_loops(pointwise)
     sum_block, sum_col = sch.split(tile_col, [None, int(sch.get(register_col).extent)])
     sum_vector, sum_lane = sch.split(sum_channel, [None, out_lanes])
@@ -232,7 +232,7 @@ def schedule_separable_nchw(sch, spec: SeparableSpec, tiling: SeparableTiling, s
     for loop in (out_in_block, row_in_block, col_vector):
         sch.unroll(loop)
     sch.vectorize(col_lane)
-    sch.set_scope(pointwise, 0, "local")
+    sums_in_registers(sch, pointwise)
     sch.decompose_reduction(pointwise, chunk)
 
     # The row tile's outputs, once every chunk is summed: the real columns of each row.

@@ -11,7 +11,9 @@ reported with the roofline measured in the same run.
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import json
+import logging
 import math
 import os
 import platform
@@ -28,8 +30,10 @@ import numpy as np
 from ..ops.compare import max_relative_error
 from ..runtime.arrays import empty_aligned
 from ..workloads import MOBILENET_V2, workload
-from .peers import all_peers
+from .peers import all_peers, is_dwc
 from .roofline import copy_bandwidth_gbytes_per_s, fma_peak_gflops
+
+logger = logging.getLogger(__name__)
 
 CHECK_TOLERANCE = 1e-4  # float32 against float64: any correct implementation is far inside this
 
@@ -163,13 +167,19 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
             timed = {peer: data["median_us"] for peer, data in entry["implementations"].items() if "median_us" in data}
             if "dwc" not in timed:
                 continue
-            peers = {peer: us for peer, us in timed.items() if peer != "dwc"}
+            peers = {peer: us for peer, us in timed.items() if not is_dwc(peer)}
             fastest = min(peers, key=peers.get) if peers else None
             layers[name] = {
                 "dwc_us": timed["dwc"], "fastest_peer": fastest, "fastest_peer_us": peers.get(fastest),
                 "speedup_vs_fastest_peer": peers[fastest] / timed["dwc"] if fastest else None,
                 "dwc_roofline_fraction": entry["implementations"]["dwc"]["roofline_fraction"],
                 "bound_by": entry["bound_by"]}
+            if "dwc-aligned" in timed:
+                layers[name]["plain_over_aligned"] = timed["dwc"] / timed["dwc-aligned"]
+            if "dwc-nchw" in timed:
+                layers[name]["nchw_over_nhwc"] = timed["dwc-nchw"] / timed["dwc"]
+                if "pytorch-nchw" in timed:
+                    layers[name]["pytorch_nchw_over_dwc_nchw"] = timed["pytorch-nchw"] / timed["dwc-nchw"]
         speedups = [layers[name]["speedup_vs_fastest_peer"] for name in MOBILENET_V2
                     if name in layers and layers[name]["speedup_vs_fastest_peer"]]
         summary[str(run["threads"])] = {
@@ -234,7 +244,10 @@ def run_benchmark(workload_names: list[str], threads: list[int], peer_names: lis
     output_dir.mkdir(parents=True, exist_ok=True)
     json_path = output_dir / f"cpu-{stamp}.json"
     write_json_atomic(json_path, report)
-    write_chart(report, output_dir / f"cpu-{stamp}.png")
+    if importlib.util.find_spec("matplotlib") is not None:
+        write_chart(report, output_dir / f"cpu-{stamp}.png")
+    else:
+        logger.warning("matplotlib is not installed (pip install .[bench]): no chart, only the table and JSON")
     write_markdown(report, output_dir / f"cpu-{stamp}.md")
     return json_path
 

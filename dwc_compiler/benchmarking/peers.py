@@ -65,23 +65,38 @@ def _grouped_weights(spec: DepthwiseSpec, weights: np.ndarray) -> np.ndarray:
 
 
 class Dwc(Peer):
-    """dwc itself, through the public API call (``dwc_compiler.depthwise_conv2d``)."""
+    """dwc itself, through the public API call (``dwc_compiler.depthwise_conv2d``) on plain NumPy
+    arrays as NumPy allocates them (large ones start 16 bytes past a 64-byte boundary here).
 
-    name = "dwc"
+    Variants beside it: ``dwc-nchw`` (the same call with ``data_format="NCHW"`` on a plain NCHW
+    array) and ``dwc-aligned`` (NHWC input copied once, outside the timing, to a 64-byte
+    boundary: what alignment is worth)."""
+
     module = "dwc_compiler"
+
+    def __init__(self, data_format: str = "NHWC", aligned: bool = False) -> None:
+        self.data_format, self.aligned = data_format, aligned
+        self.name = "dwc-aligned" if aligned else "dwc-nchw" if data_format == "NCHW" else "dwc"
 
     def prepare(self, spec, data, weights, threads):
         import dwc_compiler
+        from dwc_compiler.runtime.arrays import empty_aligned
 
         dwc_compiler.set_num_threads(threads)
         padding = "SAME" if spec.padding_mode == "SAME" else [list(spec.pads[:2]), list(spec.pads[2:])]
         strides, dilations = list(spec.strides), list(spec.dilations)
+        source = _nchw(data) if self.data_format == "NCHW" else data
+        if self.aligned:
+            source = empty_aligned(data.shape, data.dtype)
+            source[...] = data
 
         def run():
-            return dwc_compiler.depthwise_conv2d(data, weights, strides, padding, dilations=dilations)
+            return dwc_compiler.depthwise_conv2d(source, weights, strides, padding, self.data_format,
+                                                 dilations=dilations)
 
         run()  # compile outside the timing
-        return Prepared(run, lambda result: result)
+        to_nhwc = (lambda result: result.transpose(0, 2, 3, 1)) if self.data_format == "NCHW" else (lambda r: r)
+        return Prepared(run, to_nhwc)
 
 
 class TorchConv(Peer):
@@ -239,5 +254,10 @@ def _missing(module: str) -> str | None:
 
 def all_peers() -> list[Peer]:
     """dwc and every peer, in report order."""
-    return [Dwc(), TorchConv(channels_last=False), TorchConv(channels_last=True), TensorFlow(), OnnxRuntime(),
-            Xnnpack()]
+    return [Dwc(), Dwc(data_format="NCHW"), Dwc(aligned=True), TorchConv(channels_last=False),
+            TorchConv(channels_last=True), TensorFlow(), OnnxRuntime(), Xnnpack()]
+
+
+def is_dwc(name: str) -> bool:
+    """Whether the implementation called `name` is dwc (or one of its variants), not a peer."""
+    return name == "dwc" or name.startswith("dwc-")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +72,27 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         if geomean:
             lines += ["", f"MobileNetV2 layers: dwc is {geomean:.2f}x the fastest peer (geomean), "
                           f"{summary['mobilenet_v2_min_speedup']:.2f}x at the least.", ""]
+        lines += _variant_lines(summary["layers"])
     scaling = report["summary"].get("dwc_scaling")
     if scaling:
         lines += ["## dwc thread scaling (time at fewest threads / time at most)", "",
                   "| workload | speedup |", "|---|---|"] + [f"| {k} | {v:.2f}x |" for k, v in scaling.items()]
     path.write_text("\n".join(lines) + "\n")
+
+
+VARIANT_RATIOS = (
+    ("plain_over_aligned", "dwc on plain NumPy input / on a 64-byte-aligned copy"),
+    ("nchw_over_nhwc", "dwc NCHW / dwc NHWC"),
+    ("pytorch_nchw_over_dwc_nchw", "PyTorch NCHW / dwc NCHW"),
+)
+
+
+def _variant_lines(layers: dict[str, Any]) -> list[str]:
+    """Geomean and range of each ratio between dwc's variants present in `layers`."""
+    lines = []
+    for key, label in VARIANT_RATIOS:
+        values = [layer[key] for layer in layers.values() if key in layer]
+        if values:
+            geomean = math.exp(statistics.fmean(math.log(v) for v in values))
+            lines.append(f"- {label}: {geomean:.2f}x geomean ({min(values):.2f}-{max(values):.2f}x).")
+    return lines + [""] if lines else []

@@ -439,7 +439,11 @@ def te_depthwise(spec: DepthwiseSpec, data, weights, bias, name: str, whole_vect
         # vectors (the epilogue stores only the real columns; 14x14x384-s1: 266 -> 125 us), so
         # the padded plane reaches as far as their windows do.
         reach = (columns - 1) * col_stride + (spec.filter_width - 1) * col_dilation + 1
-        padded_width = max(padded_width, reach)
+        # A whole number of column strides: the CPU schedules lay a strided plane out as
+        # [row, col % stride, col // stride]; a ragged end would leave slots no column maps to,
+        # whose filling TVM puts in a block over the whole tensor at the end of the function
+        # (56x56x144-s2: a 2 MB copy instead of one L1-sized plane, 319 -> see benchmarks).
+        padded_width = _round_up(max(padded_width, reach), col_stride)
 
     def load_padded(n, channel, row, col):
         inside = tirx.all(row >= pad_top, row < spec.in_height + pad_top,

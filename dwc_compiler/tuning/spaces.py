@@ -11,6 +11,7 @@ from typing import Any
 
 from ..ops.primfunc import prim_func
 from ..schedules import apply_rules
+from ..schedules.base import register_sums_on_stack
 
 SPACE_OWN, SPACE_UNION = "dwc", "dwc+generic"
 # What TVM raises (through its FFI, as Python's own exception types) for a trace that does not
@@ -52,8 +53,10 @@ def hand_point(spec: Any, target: Any):
     return apply_rules(tvm.s_tir.Schedule(module_of(spec)), spec, target, tunable=True, hand_decisions=True)[0]
 
 
-def schedule_from_record(func: Any, entry: dict[str, Any]):
-    """The schedule a measurement record describes, replayed on the PrimFunc `func`.
+def schedule_from_record(func: Any, entry: dict[str, Any], family: str):
+    """The schedule a measurement record describes, replayed on the PrimFunc `func` for a
+    target of schedule `family` (on CPUs, sums a record keeps in ``local`` buffers move to the
+    stack: see ``schedules.base.register_sums_on_stack``).
 
     Raises:
         one of ``REPLAY_ERRORS`` when the trace does not replay.
@@ -65,4 +68,6 @@ def schedule_from_record(func: Any, entry: dict[str, Any]):
     record = ms.database.TuningRecord.from_json(entry["trace"], ms.database.Workload(module))
     schedule = tvm.s_tir.Schedule(module)
     record.trace.apply_to_schedule(schedule, remove_postproc=False)
+    if family != "cuda":
+        register_sums_on_stack(schedule)
     return schedule

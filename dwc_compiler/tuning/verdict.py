@@ -62,7 +62,8 @@ def final_verdict(name: str, spec: Any, target: Any, store: RecordStore, builder
     best = min(scored, key=lambda item: item[0])[1]
     identifier = record_id(best["trace"])
     module = module_of(spec)
-    schedules = [schedule_from_record(module, best), schedule_from_record(module, hand_entries[0])]
+    schedules = [schedule_from_record(module, best, target.family),
+                 schedule_from_record(module, hand_entries[0], target.family)]
     same_as_hand = bool(tvm_ffi.structural_equal(schedules[0].mod, schedules[1].mod))
     inputs = build_inputs(schedules, target, builder)
     final_runner = runner(target, rpc, 20, 5, 50, keep_artifacts=True)
