@@ -10,7 +10,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 
 # Files whose tests run whole tuning jobs (a minute or more each): scheduled first, so that under
-# pytest-xdist they run beside the many short tests instead of ending the run alone.
+# pytest-xdist they run beside the many short tests instead of ending the run alone. xdist's
+# default scheduling hands them all to one worker in its first batch (that worker then ran them
+# in a row at the end of a 29-minute run); `--dist worksteal` (the README's command) lets the
+# idle worker take half of them.
 SLOW_FILES = ("test_tune.py",)
 
 

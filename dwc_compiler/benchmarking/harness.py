@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 
 from ..ops.compare import max_relative_error
-from ..runtime.arrays import empty_aligned
 from ..workloads import MOBILENET_V2, workload
 from .peers import all_peers, is_dwc
 from .roofline import copy_bandwidth_gbytes_per_s, fma_peak_gflops
@@ -76,10 +75,10 @@ def _time_calls(run, calls: int) -> list[float]:
 def _inputs(name: str, seed: int):
     spec = workload(name)
     rng = np.random.default_rng([seed, sum(map(ord, name))])
-    data = empty_aligned(spec.input_shape, "float32")
-    data[...] = rng.standard_normal(spec.input_shape)
-    weights = empty_aligned(spec.filter_shape, "float32")
-    weights[...] = rng.standard_normal(spec.filter_shape)
+    # Plain NumPy arrays, as users make them (large ones start 16 bytes past a 64-byte
+    # boundary here); the dwc-aligned variant copies its input to a 64-byte boundary itself.
+    data = rng.standard_normal(spec.input_shape).astype(np.float32)
+    weights = rng.standard_normal(spec.filter_shape).astype(np.float32)
     return spec, data, weights
 
 
@@ -226,7 +225,8 @@ def run_benchmark(workload_names: list[str], threads: list[int], peer_names: lis
         "method": (f"each implementation alone in its own process (no other library's threads on the cores), "
                    f"{passes} passes in turn (A B C ... A B C ...); per layer the output is checked, 10 warm-up "
                    f"calls, then {rounds} rounds of {calls_per_round} timed whole calls; medians of all samples; inputs "
-                   "64-byte aligned and identical for all; roofline = max(FLOPs / measured FMA peak, bytes / "
+                   "plain NumPy arrays as NumPy allocates them (not realigned; dwc-aligned: dwc on a 64-byte-aligned "
+                   "copy), identical for all; roofline = max(FLOPs / measured FMA peak, bytes / "
                    "measured copy bandwidth at the layer's working-set size)")}
     for count in threads:
         log(f"bench: {count} thread(s): roofline")
