@@ -49,8 +49,8 @@ def sums_in_registers(sch: Any, block: Any) -> None:
 def register_sums_on_stack(sch: Any) -> None:
     """Give every block of `sch` that writes a ``local`` buffer the CPU register scope (see
     ``CPU_REGISTER_SCOPE``). For schedules replayed from tuning records whose traces say
-    ``local`` (every record made before dwc 0.1's CPU rules moved their sums to the stack):
-    the record's decisions stay, the per-tile workspace calls go."""
+    ``local`` (the records made before the CPU rules moved their sums to the stack, the shipped
+    ones included): the record's decisions stay, the per-tile workspace calls go."""
     pending = list(sch.get_child_blocks(sch.get_sblock("root")))
     while pending:
         block = pending.pop()

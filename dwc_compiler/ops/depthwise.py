@@ -441,8 +441,8 @@ def te_depthwise(spec: DepthwiseSpec, data, weights, bias, name: str, whole_vect
         reach = (columns - 1) * col_stride + (spec.filter_width - 1) * col_dilation + 1
         # A whole number of column strides: the CPU schedules lay a strided plane out as
         # [row, col % stride, col // stride]; a ragged end would leave slots no column maps to,
-        # whose filling TVM puts in a block over the whole tensor at the end of the function
-        # (56x56x144-s2: a 2 MB copy instead of one L1-sized plane, 319 -> see benchmarks).
+        # whose filling TVM puts in a block over the whole tensor at the end of the function,
+        # which keeps the whole copy alive (56x56x144-s2: 2 MB instead of one L1-sized plane).
         padded_width = _round_up(max(padded_width, reach), col_stride)
 
     def load_padded(n, channel, row, col):
