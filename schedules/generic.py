@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..ops.primfunc import BLOCK_PAD
-from .base import as_schedule
+from .base import as_schedule, sums_in_registers
 
 NAME = "hand:generic"
 
@@ -29,5 +29,5 @@ def apply(func: Any, spec: Any, target: Any, tunable: bool = False, hand_decisio
         loops = sch.get_loops(finish)
         sch.parallel(sch.fuse(loops[0], loops[1]))
         sch.compute_at(summed, loops[-1])
-        sch.set_scope(summed, 0, "local")
+        sums_in_registers(sch, summed)
     return sch

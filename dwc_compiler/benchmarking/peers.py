@@ -87,8 +87,9 @@ class Dwc(Peer):
         strides, dilations = list(spec.strides), list(spec.dilations)
         source = _nchw(data) if self.data_format == "NCHW" else data
         if self.aligned:
-            source = empty_aligned(data.shape, data.dtype)
-            source[...] = data
+            aligned = empty_aligned(source.shape, source.dtype)
+            aligned[...] = source
+            source = aligned
 
         def run():
             return dwc_compiler.depthwise_conv2d(source, weights, strides, padding, self.data_format,

@@ -30,7 +30,6 @@ BLOCK_DEPTHWISE = "depthwise"
 BLOCK_POINTWISE = "pointwise"
 
 
-
 class SumStage(NamedTuple):
     """One reduction of an op and the block that finishes it (adds its bias, applies its
     activation, casts and stores it): ``conv`` -> ``epilogue`` for depthwise convolution;
