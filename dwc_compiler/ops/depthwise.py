@@ -446,11 +446,13 @@ def te_depthwise(spec: DepthwiseSpec, data, weights, bias, name: str, whole_vect
         padded_width = _round_up(max(padded_width, reach), col_stride)
 
     def load_padded(n, channel, row, col):
-        inside = tirx.all(row >= pad_top, row < spec.in_height + pad_top,
-                          col >= pad_left, col < spec.in_width + pad_left)
+        # One `likely` per bound: TVM's LoopPartition splits a loop on a likely test of its own
+        # variable only, so joined tests (row and column) kept every tile's bounds checks.
+        inside = tirx.all(*(tirx.likely(test) for test in (
+            row >= pad_top, row < spec.in_height + pad_top, col >= pad_left, col < spec.in_width + pad_left)))
         value = (data[n, row - pad_top, col - pad_left, channel] if nhwc
                  else data[n, channel, row - pad_top, col - pad_left])
-        return tirx.if_then_else(tirx.likely(inside), value, tirx.const(0, spec.dtype))
+        return tirx.if_then_else(inside, value, tirx.const(0, spec.dtype))
 
     if nhwc:
         padded = te.compute((spec.batch, padded_height, padded_width, spec.in_channels),

@@ -31,15 +31,16 @@ class RpcConfig:
 
 
 def _build_function(mod, target, _params):
-    """MetaSchedule builder: ``tvm.compile`` directly.
+    """MetaSchedule builder: ``tvm.compile`` directly, with the pass configuration dwc's builds
+    use (so candidates are timed as they will be built).
 
     MetaSchedule's default build imports ``tvm.s_tir.tensor_intrin``, which took 25 s here,
     in every builder process: long enough to time every build out.
     """
-    import tvm
+    from ..toolchain import compile_for
 
-    with tvm.transform.PassContext(opt_level=3):
-        return tvm.compile(mod, target=target).mod  # the runtime module, as the exporter expects
+    # the runtime module, as the exporter expects
+    return compile_for(mod, target, target.kind.name == "cuda").mod
 
 
 def _keep_artifacts(*_session_and_paths: Any) -> None:
