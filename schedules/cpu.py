@@ -6,7 +6,9 @@ make a channel block, how many output columns or rows a register tile holds). Th
 NHWC: row tiles (parallel, fused with batch) -> channel blocks -> tiles of output columns; the
 register tile's accumulators (rows x columns x channel block) live in registers (a ``local``
 buffer) while the filter window is walked, unrolled, with the channel vector innermost.
-Padding is inlined as a bounds test, so no padded copy of the input is made. The epilogue
+Padding is inlined as a bounds test, so no padded copy of the input is made; the lowering's
+LoopPartition (toolchain.CPU_PASS_CONFIG) gives the tiles whose windows lie inside the input
+loops of their own without the test. The epilogue
 (bias, activation, cast) is applied to each register tile as it is stored.
 
 NCHW: (batch, channel) planes in parallel -> tiles of rows -> vectors of output columns; each
