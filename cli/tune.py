@@ -59,8 +59,10 @@ def command(target_name: str, model: str | None, spec, trials: int, patience: in
     with its tiling as decisions, united with MetaSchedule's generic space, and starts from the
     hand schedule, so tuning never ends worse. Each workload ends with the best record
     re-measured against the hand schedule; later builds use whichever was faster. A killed job
-    keeps what it measured; running it again resumes. `--target host` tunes into the records of
-    the named target this machine matches (see `dwc targets`).
+    keeps what it measured; running it again resumes. With no more --trials than are recorded,
+    only the verdict runs again (after a dwc upgrade changed the hand schedules, say).
+    `--target host` tunes into the records of the named target this machine matches (see
+    `dwc targets`).
 
     \b
     Examples:

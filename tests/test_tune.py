@@ -294,3 +294,14 @@ def test_tune_errors_name_the_option(tmp_path):
     done = subprocess.run(["dwc", "tune", "--target", "aarch64-neon", "--workload", "mbv2-7x7x960-s1", "--trials", "8",
                            "--records", str(tmp_path)], capture_output=True, text=True)
     assert done.returncode == 2 and "--rpc-tracker" in done.stderr
+
+
+def test_verdict_line_of_a_job_that_only_reran_the_verdict():
+    """A job asking for no more trials than are recorded re-runs only the verdict; its line says
+    how many trials are recorded instead of '16 of at most 1'."""
+    from dwc_compiler.tuning.verdict import TuneResult
+
+    rerun = TuneResult("mbv2-7x7x960-s1", "dw-key", 16, 1, "rec-1", 10.0, 11.0, True).describe()
+    assert "after 16 recorded trials" in rerun and "at most" not in rerun
+    searched = TuneResult("mbv2-7x7x960-s1", "dw-key", 3, 64, "rec-1", 10.0, 11.0, False).describe()
+    assert "after 3 of at most 64 trials; builds keep the hand schedule" in searched

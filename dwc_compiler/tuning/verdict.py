@@ -42,9 +42,11 @@ class TuneResult:
         verdict = f"builds use {self.record_id}" if self.uses_record else "builds keep the hand schedule"
         if self.same_as_hand:
             verdict = "the best trial was the hand schedule itself; builds keep it"
+        # A job asking for no more trials than are recorded only re-runs the verdict.
+        trials = (f"{self.trials_measured} of at most {self.trials_total}"
+                  if self.trials_measured < self.trials_total else f"{self.trials_measured} recorded")
         return (f"{self.name}: tuned {self.tuned_us:.1f} us vs hand {self.hand_us:.1f} us "
-                f"({self.hand_us / self.tuned_us:.2f}x) after {self.trials_measured} of at most {self.trials_total} "
-                f"trials; {verdict}")
+                f"({self.hand_us / self.tuned_us:.2f}x) after {trials} trials; {verdict}")
 
 
 def final_verdict(name: str, spec: Any, target: Any, store: RecordStore, builder, rpc: RpcConfig | None,
