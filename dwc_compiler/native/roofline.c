@@ -27,7 +27,7 @@ static double fma_peak(int threads) {
       float scale[VECTOR], shift[VECTOR];
       for (int v = 0; v < VECTOR; ++v) {
         scale[v] = 0.9999f;
-        shift[v] = 0.0001f * omp_get_thread_num();
+        shift[v] = 0.0001f * (omp_get_thread_num() + 1);  /* never 0: a decaying sum turns denormal, and Intel cores then run microcode assists */
         for (int a = 0; a < ACCUMULATORS; ++a) acc[a][v] = (float)a;
       }
       for (long i = 0; i < iterations / ACCUMULATORS; ++i) {
