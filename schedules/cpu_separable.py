@@ -235,11 +235,11 @@ def schedule_separable_nchw(sch, spec: SeparableSpec, tiling: SeparableTiling, s
     sums_in_registers(sch, pointwise)
     sch.decompose_reduction(pointwise, chunk)
 
-    # The row tile's outputs, once every chunk is summed: the real columns of each row.
+    # The row tile's outputs, once every chunk is summed: the real columns of each row, one
+    # vector a row (LLVM splits it into whole vector pieces). Split by the vector, a ragged row
+    # (7, 14 or 28 columns) left a predicate that made TVM's vectorizer emit scalar code.
     sch.reverse_compute_at(epilogue, tile, preserve_unit_loops=True)
-    *_, out_col = sch.get_loops(epilogue)
-    _, out_lane = sch.split(out_col, [None, tiling.lanes])
-    sch.vectorize(out_lane)
+    sch.vectorize(sch.get_loops(epilogue)[-1])
 
     # The depthwise step of a chunk of channels, channel by channel, before its pointwise sums.
     sch.compute_at(middle, chunk, preserve_unit_loops=True)
