@@ -19,6 +19,10 @@ _kernels: dict[tuple, Any] = {}
 _kernels_lock = threading.Lock()
 
 
+# Parameter values that are key parts as they are; a list or tuple of ints becomes a tuple.
+_FLAT = (int, str, type(None))
+
+
 def _hashable(value: Any) -> Any:
     """`value` as a hashable key part: lists become tuples (the common cases fast)."""
     kind = type(value)
@@ -78,13 +82,15 @@ def depthwise_conv2d(input: Any, filter: Any, strides: Any, padding: Any,
         InvalidSpecError, InvalidArgumentError: naming the parameter at fault.
         UnknownTargetError: for a target name that is not known.
     """
-    try:
-        key = _cache_key(input, filter, strides, padding, data_format, dilations, target, bias, activation,
-                         filter_format)
-        kernel = _kernels[key]
-    except (AttributeError, KeyError, TypeError):  # not compiled yet, or not arrays yet
+    try:  # the lean path (the key of _cache_key, written out): the kernel checks what it does not cover
+        kernel = _kernels[(input.shape, input.dtype, filter.shape,
+                           strides if type(strides) in _FLAT else tuple(strides),
+                           padding if type(padding) in _FLAT else tuple(padding), data_format,
+                           dilations if type(dilations) in _FLAT else tuple(dilations), target, bias is None,
+                           activation, filter_format)]
+    except (AttributeError, KeyError, TypeError):  # not compiled yet, not arrays yet, or nested lists
         kernel = None
-    if kernel is not None:  # the lean path: the kernel checks what the key does not cover
+    if kernel is not None:
         return kernel.call(input, filter) if bias is None else kernel.call(input, filter, bias)
     input = _array_of(input, "input")
     filter = _array_of(filter, "filter")
@@ -103,7 +109,8 @@ def _cache_key(input, filter, strides, padding, data_format, dilations, target, 
     """What names a compiled kernel in the cache: the arrays' shapes, the input's dtype, every
     parameter, whether a bias is passed. The filter's and bias's dtypes (and the bias's shape)
     are checked by the kernel's compiled function on each call, so the key leaves them out
-    (each element hashed costs ~0.1 us a call)."""
+    (each element hashed costs ~0.1 us a call). ``depthwise_conv2d``'s lean path builds the
+    same key inline (a flat list of ints gives the tuple :func:`_hashable` gives)."""
     return (input.shape, input.dtype, filter.shape,
             strides if type(strides) is int else _hashable(strides),
             padding if type(padding) is str else _hashable(padding), data_format,

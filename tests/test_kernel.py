@@ -128,6 +128,25 @@ def test_api_caches_kernels_and_checks_dtypes():
         dwc.depthwise_conv2d(data, weights, [1, 1, 1], "SAME")
 
 
+@pytest.mark.parametrize("strides, padding, dilations", [
+    (1, "SAME", None), ([1, 1, 1, 1], "SAME", [1, 1]), ((1, 1), "VALID", (1, 1)),
+    (np.array([1, 1]), "SAME", None), (1, [[0, 0], [1, 1], [1, 1], [0, 0]], None)],
+    ids=["int", "lists", "tuples", "ndarray", "nested-padding"])
+def test_cached_calls_take_the_lean_path(monkeypatch, strides, padding, dilations):
+    """A second call with the same parameters, in any of TF's forms, reuses the cached kernel
+    without compiling; flat forms find it by the inline key without the checked path (a nested
+    explicit padding, unhashable as given, through the checked path's key)."""
+    from dwc_compiler import api
+
+    data, weights = random_inputs(SPEC)
+    expected = dwc.depthwise_conv2d(data, weights, strides, padding, dilations=dilations)
+    monkeypatch.setattr(api, "_compile_for", lambda *args: pytest.fail("compiled a cached kernel again"))
+    if not isinstance(padding, list):
+        monkeypatch.setattr(api, "_array_of", lambda *args: pytest.fail("left the lean path"))
+    np.testing.assert_array_equal(dwc.depthwise_conv2d(data, weights, strides, padding, dilations=dilations),
+                                  expected)
+
+
 def test_results_never_alias_arrays_the_caller_still_holds(kernel):
     """Output buffers are reused only once the caller dropped every array and view of them."""
     data, weights = random_inputs(SPEC)
