@@ -8,10 +8,17 @@ the output comes back channels_last, a contiguous one to the NCHW kernel. It has
 implementation, so ``torch.export`` and ``torch.compile`` trace through it. It computes in
 inference mode (no gradient).
 
-:func:`replace_depthwise` swaps every depthwise ``nn.Conv2d`` of a model for a module calling that
-op, folding an eval-mode ``BatchNorm2d`` and a ``ReLU``/``ReLU6`` that follow it in an
-``nn.Sequential`` into the kernel's bias and epilogue. Kernels compile once per shape and target
-and are cached for the process.
+``torch.ops.dwc.separable_conv2d`` is TF's separable convolution as dwc's one fused kernel: the
+depthwise step (bias, activation), then a 1x1 pointwise product across channels (bias,
+activation), with the weights in the layouts dwc's ``separable_conv2d`` takes (``[KH, KW, C, M]``
+and ``[1, 1, C*M, O]``; :class:`SeparableConv2d` converts a model's weights once).
+
+:func:`replace_depthwise` swaps every depthwise ``nn.Conv2d`` of a model for a module calling these
+ops, folding an eval-mode ``BatchNorm2d`` and a ``ReLU``/``ReLU6`` that follow it in an
+``nn.Sequential`` into the kernel's bias and epilogue; where a pointwise ``nn.Conv2d`` (1x1, with
+its own BatchNorm and activation) follows in the same ``nn.Sequential``, as in every MobileNet
+block, the two become one fused separable kernel, whose depthwise result never reaches memory.
+Kernels compile once per shape and target and are cached for the process.
 
 PyTorch's and TVM's thread pools share the cores: each keeps its workers spinning for a while
 after its own work, and on 2 cores MobileNetV2 with dwc's layers ran 0.41x PyTorch's speed at 2
@@ -32,6 +39,7 @@ from torch import nn
 os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")  # before TVM's pool starts: see the module doc
 
 from .api import depthwise_conv2d as _numpy_depthwise_conv2d  # noqa: E402
+from .api import separable_conv2d as _numpy_separable_conv2d  # noqa: E402
 from .errors import InvalidArgumentError  # noqa: E402
 
 ACTIVATION_MODULES = {nn.ReLU: "relu", nn.ReLU6: "relu6"}
@@ -72,29 +80,83 @@ def depthwise_conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[t
     Returns:
         ``[N, C*M, OH, OW]`` in the input's memory format.
     """
+    channels_last, data, geometry = _as_dwc_call(input, stride, padding, dilation)
+    result = _numpy_depthwise_conv2d(data, weight.detach().contiguous(), *geometry, target,
+                                     None if bias is None else bias.detach(), activation, "OIHW")
+    return _from_dwc(result, channels_last)
+
+
+def _as_dwc_call(input: torch.Tensor, stride: list[int], padding: list[int], dilation: list[int]):
+    """(channels_last, the input for dwc, (strides, explicit pads, data format, dilations)) of an
+    op's PyTorch arguments: a channels_last tensor's memory, seen as a contiguous NHWC tensor,
+    goes to the NHWC kernel; a contiguous one to the NCHW kernel."""
     stride_pair, padding_pair, dilation_pair = (_pair(stride, "stride"), _pair(padding, "padding"),
                                                 _pair(dilation, "dilation"))
     pads = [[padding_pair[0], padding_pair[0]], [padding_pair[1], padding_pair[1]]]
     channels_last = _is_channels_last(input)
-    # A channels_last tensor's memory, seen as a contiguous NHWC tensor, goes to the NHWC kernel.
     data = input.permute(0, 2, 3, 1) if channels_last else input.contiguous()
-    result = _numpy_depthwise_conv2d(data.detach(), weight.detach().contiguous(), stride_pair, pads,
-                                     "NHWC" if channels_last else "NCHW", dilation_pair, target,
-                                     None if bias is None else bias.detach(), activation, "OIHW")
+    return channels_last, data.detach(), (stride_pair, pads, "NHWC" if channels_last else "NCHW", dilation_pair)
+
+
+def _from_dwc(result, channels_last: bool) -> torch.Tensor:
+    """dwc's output as the tensor PyTorch expects: NCHW-shaped, in the input's memory format."""
     output = torch.from_numpy(result)
     return output.permute(0, 3, 1, 2) if channels_last else output
 
 
 @depthwise_conv2d.register_fake
 def _(input, weight, bias, stride, padding, dilation, activation="none", target="host"):
+    out_channels, _, kernel_rows, kernel_cols = weight.shape
+    return _fake_output(input, out_channels, (kernel_rows, kernel_cols), stride, padding, dilation)
+
+
+def _fake_output(input: torch.Tensor, out_channels: int, window: tuple[int, int], stride: list[int],
+                 padding: list[int], dilation: list[int]) -> torch.Tensor:
+    """An empty tensor of an op's output: its shape (PyTorch's formula) and the input's memory format."""
     (stride_rows, stride_cols), (pad_rows, pad_cols), (dilation_rows, dilation_cols) = (
         _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation"))
     batch, _, height, width = input.shape
-    out_channels, _, kernel_rows, kernel_cols = weight.shape
-    shape = (batch, out_channels, _output_size(height, kernel_rows, stride_rows, pad_rows, dilation_rows),
-             _output_size(width, kernel_cols, stride_cols, pad_cols, dilation_cols))
+    shape = (batch, out_channels, _output_size(height, window[0], stride_rows, pad_rows, dilation_rows),
+             _output_size(width, window[1], stride_cols, pad_cols, dilation_cols))
     return torch.empty(shape, dtype=input.dtype, device=input.device,
                        memory_format=torch.channels_last if _is_channels_last(input) else torch.contiguous_format)
+
+
+@torch.library.custom_op("dwc::separable_conv2d", mutates_args=(), device_types="cpu")
+def separable_conv2d(input: torch.Tensor, depthwise_filter: torch.Tensor, pointwise_filter: torch.Tensor,
+                     depthwise_bias: Optional[torch.Tensor], pointwise_bias: Optional[torch.Tensor],
+                     stride: list[int], padding: list[int], dilation: list[int], depthwise_activation: str = "none",
+                     pointwise_activation: str = "none", target: str = "host") -> torch.Tensor:
+    """A depthwise ``F.conv2d(groups=C)`` with bias and `depthwise_activation`, then a 1x1
+    ``F.conv2d`` with bias and `pointwise_activation`, as one fused dwc kernel for `target`
+    (the depthwise result stays in the cache).
+
+    Args:
+        input: ``[N, C, H, W]`` CPU tensor, contiguous or channels_last (float32/16/64).
+        depthwise_filter: ``[KH, KW, C, M]`` (TF's layout, as dwc's separable op takes it).
+        pointwise_filter: ``[1, 1, C*M, O]``.
+        depthwise_bias: None or ``[C*M]``; pointwise_bias: None or ``[O]``.
+        stride, padding, dilation: the depthwise step's, 1 or 2 integers each (symmetric zero
+            padding; dilations above 1 need strides of 1, TF's rule).
+
+    Returns:
+        ``[N, O, OH, OW]`` in the input's memory format.
+    """
+    channels_last, data, geometry = _as_dwc_call(input, stride, padding, dilation)
+    result = _numpy_separable_conv2d(
+        data, depthwise_filter.detach(), pointwise_filter.detach(), *geometry, target,
+        depthwise_bias=None if depthwise_bias is None else depthwise_bias.detach(),
+        depthwise_activation=depthwise_activation,
+        pointwise_bias=None if pointwise_bias is None else pointwise_bias.detach(),
+        pointwise_activation=pointwise_activation)
+    return _from_dwc(result, channels_last)
+
+
+@separable_conv2d.register_fake
+def _(input, depthwise_filter, pointwise_filter, depthwise_bias, pointwise_bias, stride, padding, dilation,
+      depthwise_activation="none", pointwise_activation="none", target="host"):
+    kernel_rows, kernel_cols = depthwise_filter.shape[:2]
+    return _fake_output(input, pointwise_filter.shape[3], (kernel_rows, kernel_cols), stride, padding, dilation)
 
 
 class DepthwiseConv2d(nn.Module):
@@ -127,12 +189,70 @@ class DepthwiseConv2d(nn.Module):
                 f"activation={self.activation}, target={self.target}")
 
 
+class SeparableConv2d(nn.Module):
+    """A depthwise convolution and the pointwise (1x1) convolution after it, computed by one
+    fused dwc kernel (``torch.ops.dwc.separable_conv2d``): the weights of the replaced pair of
+    ``nn.Conv2d`` (with any folded BatchNorms), held in dwc's layouts.
+
+    Args:
+        depthwise_weight: ``[C*M, 1, KH, KW]`` (``nn.Conv2d(groups=C)``'s), kept as ``[KH, KW, C, M]``.
+        depthwise_bias: None or ``[C*M]``.
+        pointwise_weight: ``[O, C*M, 1, 1]`` (a 1x1 ``nn.Conv2d``'s), kept as ``[1, 1, C*M, O]``.
+        pointwise_bias: None or ``[O]``.
+        in_channels: C.
+        stride, padding, dilation: the depthwise convolution's.
+        depthwise_activation, pointwise_activation: ``"none"``, ``"relu"`` or ``"relu6"``.
+        target: the dwc target the kernels are compiled for.
+    """
+
+    def __init__(self, depthwise_weight: torch.Tensor, depthwise_bias: torch.Tensor | None,
+                 pointwise_weight: torch.Tensor, pointwise_bias: torch.Tensor | None, in_channels: int,
+                 stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int],
+                 depthwise_activation: str = "none", pointwise_activation: str = "none", target: str = "host") -> None:
+        super().__init__()
+        channels, _, kernel_rows, kernel_cols = depthwise_weight.shape
+        out_channels = pointwise_weight.shape[0]
+        hwcm = depthwise_weight.detach()[:, 0].reshape(in_channels, channels // in_channels, kernel_rows, kernel_cols)
+        self.depthwise_filter = nn.Parameter(hwcm.permute(2, 3, 0, 1).contiguous(), requires_grad=False)
+        hwio = pointwise_weight.detach()[:, :, 0, 0].t().reshape(1, 1, channels, out_channels)
+        self.pointwise_filter = nn.Parameter(hwio.contiguous(), requires_grad=False)
+        self.depthwise_bias, self.pointwise_bias = (
+            None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
+            for bias in (depthwise_bias, pointwise_bias))
+        self.stride, self.padding, self.dilation = list(stride), list(padding), list(dilation)
+        self.depthwise_activation, self.pointwise_activation, self.target = (
+            depthwise_activation, pointwise_activation, target)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """Both convolutions with their epilogues, by ``torch.ops.dwc.separable_conv2d``."""
+        return torch.ops.dwc.separable_conv2d(
+            input, self.depthwise_filter, self.pointwise_filter, self.depthwise_bias, self.pointwise_bias,
+            self.stride, self.padding, self.dilation, self.depthwise_activation, self.pointwise_activation,
+            self.target)
+
+    def extra_repr(self) -> str:
+        kernel_rows, kernel_cols, channels, multiplier = self.depthwise_filter.shape
+        return (f"{channels} -> {channels * multiplier} -> {self.pointwise_filter.shape[3]}, "
+                f"kernel={(kernel_rows, kernel_cols)}, stride={tuple(self.stride)}, padding={tuple(self.padding)}, "
+                f"dilation={tuple(self.dilation)}, activations=({self.depthwise_activation}, "
+                f"{self.pointwise_activation}), target={self.target}")
+
+
 def is_depthwise(module: nn.Module) -> bool:
     """Whether `module` is an ``nn.Conv2d`` dwc computes: ``groups == in_channels``, zero padding
     given as numbers (not ``"same"``), float weights."""
     return (type(module) is nn.Conv2d and module.groups == module.in_channels
             and module.padding_mode == "zeros" and not isinstance(module.padding, str)
             and module.weight.dtype in (torch.float32, torch.float16, torch.float64))
+
+
+def is_pointwise(module: nn.Module, in_channels: int) -> bool:
+    """Whether `module` is a 1x1 ``nn.Conv2d`` over `in_channels` channels (stride 1, no padding,
+    no groups) with the weights of dwc's float dtypes: the second step of a separable convolution."""
+    return (type(module) is nn.Conv2d and module.in_channels == in_channels and module.groups == 1
+            and tuple(module.kernel_size) == (1, 1) and tuple(module.stride) == (1, 1)
+            and not isinstance(module.padding, str) and tuple(module.padding) == (0, 0)
+            and tuple(module.dilation) == (1, 1) and module.weight.dtype in (torch.float32, torch.float16, torch.float64))
 
 
 def _folded(conv: nn.Conv2d, norm: nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -153,12 +273,16 @@ def _can_fold(norm: nn.Module, conv: nn.Conv2d) -> bool:
             and norm.num_features == conv.out_channels and norm.running_mean is not None)
 
 
-def replace_depthwise(model: nn.Module, target: str = "host") -> nn.Module:
-    """Swap every depthwise ``nn.Conv2d`` of `model` (in place) for :class:`DepthwiseConv2d`.
+def replace_depthwise(model: nn.Module, target: str = "host", fuse_pointwise: bool = True) -> nn.Module:
+    """Swap every depthwise ``nn.Conv2d`` of `model` (in place) for a dwc module.
 
     Inside an ``nn.Sequential``, an eval-mode ``BatchNorm2d`` right after the convolution is folded
     into its weight and bias, and a ``ReLU``/``ReLU6`` right after those into its epilogue (they
-    become ``nn.Identity``). Elsewhere the convolution alone is swapped. Everything else is left
+    become ``nn.Identity``): a :class:`DepthwiseConv2d`. With `fuse_pointwise`, a pointwise
+    ``nn.Conv2d`` (:func:`is_pointwise`) right after those, with its own BatchNorm and
+    ReLU/ReLU6, joins it: one :class:`SeparableConv2d` kernel for the pair (not where the
+    depthwise convolution has both a stride and a dilation above 1, which TF's separable
+    convolution refuses). Elsewhere the convolution alone is swapped. Everything else is left
     as it is.
 
     Returns:
@@ -166,37 +290,62 @@ def replace_depthwise(model: nn.Module, target: str = "host") -> nn.Module:
     """
     for name, child in list(model.named_children()):
         if isinstance(child, nn.Sequential):
-            _replace_in_sequence(child, target)
+            _replace_in_sequence(child, target, fuse_pointwise)
         elif is_depthwise(child):
             setattr(model, name, _swap(child, None, "none", target))
         else:
-            replace_depthwise(child, target)
+            replace_depthwise(child, target, fuse_pointwise)
     return model
 
 
-def _replace_in_sequence(sequence: nn.Sequential, target: str) -> None:
+def _epilogue_after(modules: list[nn.Module], conv: nn.Conv2d) -> tuple[nn.BatchNorm2d | None, str]:
+    """The foldable BatchNorm and the activation (``"none"`` if neither) at the start of
+    `modules`, the modules right after `conv`."""
+    norm = modules[0] if modules and _can_fold(modules[0], conv) else None
+    after_norm = modules[1:] if norm is not None else modules
+    activation = ACTIVATION_MODULES.get(type(after_norm[0])) if after_norm else None
+    return norm, activation or "none"
+
+
+def _replace_in_sequence(sequence: nn.Sequential, target: str, fuse_pointwise: bool) -> None:
     names = list(sequence._modules)
+    modules = list(sequence._modules.values())
     index = 0
     while index < len(names):
-        module = sequence._modules[names[index]]
+        module = modules[index]
         if not is_depthwise(module):
             if isinstance(module, nn.Sequential):
-                _replace_in_sequence(module, target)
+                _replace_in_sequence(module, target, fuse_pointwise)
             else:
-                replace_depthwise(module, target)
+                replace_depthwise(module, target, fuse_pointwise)
             index += 1
             continue
-        following = [sequence._modules[name] for name in names[index + 1:index + 3]]
-        norm = following[0] if following and _can_fold(following[0], module) else None
-        after_norm = following[1:] if norm is not None else following
-        activation = ACTIVATION_MODULES.get(type(after_norm[0])) if after_norm else None
-        sequence._modules[names[index]] = _swap(module, norm, activation or "none", target)
-        consumed = (norm is not None) + (activation is not None)
-        for offset in range(1, consumed + 1):
-            sequence._modules[names[index + offset]] = nn.Identity()
-        index += 1 + consumed
+        norm, activation = _epilogue_after(modules[index + 1:index + 3], module)
+        end = index + 1 + (norm is not None) + (activation != "none")
+        pointwise = modules[end] if end < len(modules) else None
+        separable = (fuse_pointwise and pointwise is not None and is_pointwise(pointwise, module.out_channels)
+                     and not (max(module.dilation) > 1 and max(module.stride) > 1))
+        if separable:
+            pointwise_norm, pointwise_activation = _epilogue_after(modules[end + 1:end + 3], pointwise)
+            replacement = _fuse(module, norm, activation, pointwise, pointwise_norm, pointwise_activation, target)
+            end += 1 + (pointwise_norm is not None) + (pointwise_activation != "none")
+        else:
+            replacement = _swap(module, norm, activation, target)
+        sequence._modules[names[index]] = replacement
+        for consumed in names[index + 1:end]:
+            sequence._modules[consumed] = nn.Identity()
+        index = end
 
 
 def _swap(conv: nn.Conv2d, norm: nn.BatchNorm2d | None, activation: str, target: str) -> DepthwiseConv2d:
     weight, bias = _folded(conv, norm)
     return DepthwiseConv2d(weight, bias, conv.stride, conv.padding, conv.dilation, activation, target)
+
+
+def _fuse(depthwise: nn.Conv2d, norm: nn.BatchNorm2d | None, activation: str, pointwise: nn.Conv2d,
+          pointwise_norm: nn.BatchNorm2d | None, pointwise_activation: str, target: str) -> SeparableConv2d:
+    depthwise_weight, depthwise_bias = _folded(depthwise, norm)
+    pointwise_weight, pointwise_bias = _folded(pointwise, pointwise_norm)
+    return SeparableConv2d(depthwise_weight, depthwise_bias, pointwise_weight, pointwise_bias, depthwise.in_channels,
+                           depthwise.stride, depthwise.padding, depthwise.dilation, activation, pointwise_activation,
+                           target)

@@ -56,17 +56,26 @@ def small_mobilenet():
 
 @pytest.fixture(scope="module")
 def models():
-    """(PyTorch's eval-mode model, its dwc-swapped copy)."""
+    """(PyTorch's eval-mode model, its dwc-swapped copy with each block's depthwise and pointwise
+    convs fused: the default)."""
     model = small_mobilenet()
     return model, dwc_torch.replace_depthwise(copy.deepcopy(model))
 
 
+@pytest.fixture(scope="module")
+def depthwise_only_models():
+    """(PyTorch's eval-mode model, its copy with the depthwise convs alone swapped)."""
+    model = small_mobilenet()
+    return model, dwc_torch.replace_depthwise(copy.deepcopy(model), fuse_pointwise=False)
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["separable", "depthwise-only"])
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["NCHW", "channels_last"])
-def test_replaced_model_equals_pytorch(models, batch, channels_last):
-    """The swapped model gives PyTorch's output on NCHW and channels_last input, batch 1 and 3, and
-    keeps the memory format through dwc's layers."""
-    model, replaced = models
+def test_replaced_model_equals_pytorch(request, fused, batch, channels_last):
+    """The swapped model, fused or not, gives PyTorch's output on NCHW and channels_last input,
+    batch 1 and 3, and keeps the memory format through dwc's layers."""
+    model, replaced = request.getfixturevalue("models" if fused else "depthwise_only_models")
     data = torch.randn(batch, 3, 33, 31)
     if channels_last:
         data = data.contiguous(memory_format=torch.channels_last)
@@ -76,10 +85,27 @@ def test_replaced_model_equals_pytorch(models, batch, channels_last):
     assert actual.is_contiguous(memory_format=torch.channels_last) == channels_last
 
 
-def test_every_depthwise_conv_swapped_and_batchnorm_relu6_folded(models):
-    """No depthwise nn.Conv2d is left; in each block the BatchNorm and ReLU6 after the depthwise
-    conv became Identity (folded into the kernel); the 1x1 convs and other modules are untouched."""
+def test_each_block_becomes_one_separable_kernel(models):
+    """By default each block's depthwise conv -> BatchNorm -> ReLU6 -> 1x1 conv -> BatchNorm is one
+    fused SeparableConv2d (BatchNorms folded into the biases, the rest Identity); the depthwise
+    conv outside a Sequential is swapped alone; the stem conv is untouched."""
     _, replaced = models
+    assert not [m for m in replaced.modules() if type(m) is nn.Conv2d and m.groups == m.in_channels > 1]
+    for block in replaced.blocks:
+        assert isinstance(block[0], dwc_torch.SeparableConv2d)
+        assert (block[0].depthwise_activation, block[0].pointwise_activation) == ("relu6", "none")
+        assert block[0].depthwise_bias is not None and block[0].pointwise_bias is not None
+        assert all(isinstance(module, nn.Identity) for module in list(block)[1:])
+    assert [tuple(block[0].pointwise_filter.shape) for block in replaced.blocks] == [
+        (1, 1, 16, 24), (1, 1, 48, 32), (1, 1, 32, 32)]
+    assert isinstance(replaced.tail, dwc_torch.DepthwiseConv2d) and type(replaced.stem) is nn.Conv2d
+
+
+def test_every_depthwise_conv_swapped_and_batchnorm_relu6_folded(depthwise_only_models):
+    """With fuse_pointwise=False no depthwise nn.Conv2d is left; in each block the BatchNorm and
+    ReLU6 after the depthwise conv became Identity (folded into the kernel); the 1x1 convs and
+    other modules are untouched."""
+    _, replaced = depthwise_only_models
     assert not [m for m in replaced.modules() if type(m) is nn.Conv2d and m.groups == m.in_channels > 1]
     swapped = [m for m in replaced.modules() if isinstance(m, dwc_torch.DepthwiseConv2d)]
     assert len(swapped) == 4
@@ -99,13 +125,15 @@ def test_training_mode_batchnorm_is_not_folded():
 
 
 def test_export_traces_through_the_op(models):
-    """torch.export of the swapped model succeeds (the op's fake implementation gives shapes), the
-    graph calls dwc.depthwise_conv2d, and the exported program computes the same output."""
+    """torch.export of the swapped model succeeds (the ops' fake implementations give shapes), the
+    graph calls dwc.separable_conv2d for the blocks and dwc.depthwise_conv2d for the lone depthwise
+    conv, and the exported program computes the same output."""
     model, replaced = models
     data = torch.randn(1, 3, 33, 31)
     program = torch.export.export(replaced, (data,))
     targets = [str(node.target) for node in program.graph.nodes if node.op == "call_function"]
-    assert sum("dwc.depthwise_conv2d" in target for target in targets) == 4
+    assert sum("dwc.separable_conv2d" in target for target in targets) == 3
+    assert sum("dwc.depthwise_conv2d" in target for target in targets) == 1
     with torch.no_grad():
         assert max_relative_error(program.module()(data).numpy(), model(data).numpy()) < 1e-5
 
@@ -143,3 +171,35 @@ def test_op_refuses_bad_arguments_by_name():
     with pytest.raises(dwc.DwcError, match="^stride"):
         torch.ops.dwc.depthwise_conv2d(data, torch.randn(4, 1, 3, 3), None, [1, 1, 1], [1], [1])
     assert np.isfinite(torch.ops.dwc.depthwise_conv2d(data, torch.randn(4, 1, 3, 3), None, [1], [1], [1]).numpy()).all()
+
+
+@pytest.mark.parametrize("activations", [("none", "none"), ("relu6", "none"), ("relu", "relu6")])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["NCHW", "channels_last"])
+def test_separable_op_matches_two_functional_convs(activations, channels_last):
+    """torch.ops.dwc.separable_conv2d equals the depthwise F.conv2d (multiplier 2, stride (2, 1),
+    padding (1, 2), biases) then the 1x1 F.conv2d, with each step's activation, float64."""
+    generator = torch.Generator().manual_seed(2)
+    data = torch.randn(2, 4, 15, 12, generator=generator, dtype=torch.float64)
+    if channels_last:
+        data = data.contiguous(memory_format=torch.channels_last)
+    depthwise_weight = torch.randn(8, 1, 3, 5, generator=generator, dtype=torch.float64)
+    pointwise_weight = torch.randn(6, 8, 1, 1, generator=generator, dtype=torch.float64)
+    depthwise_bias, pointwise_bias = (torch.randn(n, generator=generator, dtype=torch.float64) for n in (8, 6))
+    functions = {"none": lambda t: t, "relu": functional.relu, "relu6": functional.relu6}
+    middle = functions[activations[0]](functional.conv2d(data, depthwise_weight, depthwise_bias, (2, 1), (1, 2),
+                                                         groups=4))
+    expected = functions[activations[1]](functional.conv2d(middle, pointwise_weight, pointwise_bias))
+    module = dwc_torch.SeparableConv2d(depthwise_weight, depthwise_bias, pointwise_weight, pointwise_bias, 4, (2, 1),
+                                       (1, 2), (1, 1), *activations)
+    actual = module(data)
+    assert actual.shape == expected.shape and actual.dtype == torch.float64
+    assert actual.is_contiguous(memory_format=torch.channels_last) == channels_last
+    assert max_relative_error(actual.numpy(), expected.numpy()) < 1e-12
+
+
+def test_strided_dilated_depthwise_conv_is_not_fused():
+    """A depthwise conv with a stride and a dilation above 1 (PyTorch allows it, TF's separable
+    convolution does not) is swapped alone; the 1x1 conv after it stays PyTorch's."""
+    block = _block(8, 1, 3, 2, 2, False, 8).eval()
+    dwc_torch.replace_depthwise(block)
+    assert isinstance(block[0], dwc_torch.DepthwiseConv2d) and type(block[3]) is nn.Conv2d
