@@ -44,20 +44,55 @@ def _imported(model, batch, unwrap=False):
 
 @pytest.mark.parametrize("batch", [1, 3])
 def test_offloaded_model_equals_pytorch_on_x86(model, batch):
-    """Every grouped conv2d becomes a dwc call_tir (kernels named dwc_...), the rest stays TVM's;
-    the compiled model's output equals PyTorch's (batch 1 and 3)."""
+    """Every grouped conv2d becomes a dwc call_tir: each block's depthwise conv -> BatchNorm ->
+    ReLU6 -> 1x1 conv -> bias -> BatchNorm one separable kernel (dwc_sep_...), the lone depthwise
+    conv a depthwise one (dwc_dw_...); the stem conv stays TVM's. The compiled model's output
+    equals PyTorch's (batch 1 and 3)."""
     mod, data = _imported(model, batch)
     assert sum(int(call.attrs.groups) > 1 for call in _calls(mod, "relax.nn.conv2d")) == 4
     offloaded = dwc_relax.offload_depthwise(mod, "host")
-    assert not [call for call in _calls(offloaded, "relax.nn.conv2d") if int(call.attrs.groups) > 1]
-    kernels = [gv.name_hint for gv in offloaded.functions if gv.name_hint.startswith("dwc_")]
-    assert len(kernels) == 4 and len(_calls(offloaded, "relax.call_tir")) >= 4
+    assert [int(call.attrs.groups) for call in _calls(offloaded, "relax.nn.conv2d")] == [1]  # the stem
+    kernels = sorted(gv.name_hint for gv in offloaded.functions if gv.name_hint.startswith("dwc_"))
+    assert sum(name.startswith("dwc_sep_") for name in kernels) == 3
+    assert sum(name.startswith("dwc_dw_") for name in kernels) == 1
+    assert not _calls(offloaded, "relax.nn.batch_norm")  # each folded into its kernel
     executable = tvm.compile(offloaded, target=dwc_relax.tvm_target("host"))
     machine = relax.VirtualMachine(executable, tvm.cpu())
     actual = machine["main"](tvm.runtime.tensor(data.numpy()))[0].numpy()
     with torch.no_grad():
         expected = model(data).numpy()
     assert max_relative_error(actual, expected) < 1e-5
+
+
+def test_depthwise_only_offload_keeps_the_pointwise_convs(model):
+    """With fuse_pointwise=False each depthwise conv (with its BatchNorm folded and its ReLU6)
+    is a depthwise kernel of its own and the 1x1 convs stay TVM's; the output equals PyTorch's."""
+    mod, data = _imported(model, 1)
+    offloaded = dwc_relax.offload_depthwise(mod, "host", fuse_pointwise=False)
+    kernels = [gv.name_hint for gv in offloaded.functions if gv.name_hint.startswith("dwc_")]
+    assert len(kernels) == 4 and all(name.startswith("dwc_dw_") for name in kernels)
+    assert sorted(int(call.attrs.groups) for call in _calls(offloaded, "relax.nn.conv2d")) == [1, 1, 1, 1]
+    assert len(_calls(offloaded, "relax.clip")) == 0
+    executable = tvm.compile(offloaded, target=dwc_relax.tvm_target("host"))
+    actual = relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(data.numpy()))[0].numpy()
+    with torch.no_grad():
+        assert max_relative_error(actual, model(data).numpy()) < 1e-5
+
+
+def test_weight_relayout_and_batchnorm_folding_happen_at_build_time(model):
+    """The Relax ops the pass adds to fold BatchNorms and relay the weights into TF's layouts act
+    on the model's constant weights only: TVM's FoldConstant (in its default pipeline) leaves
+    none of them to run per call."""
+    mod, _ = _imported(model, 1)
+    offloaded = dwc_relax.offload_depthwise(mod, "host")
+    folded = relax.transform.FoldConstant()(relax.transform.LegalizeOps()(offloaded))
+    remaining = [call.args[0].name_hint for call in _calls(folded, "relax.call_tir")
+                 if not call.args[0].name_hint.startswith("dwc_")]
+    kernel_calls = [call for call in _calls(folded, "relax.call_tir") if call.args[0].name_hint.startswith("dwc_")]
+    assert len(kernel_calls) == 4
+    # Every operand of a dwc kernel but its input is a constant.
+    assert all(isinstance(arg, tvm.ir.expr.Constant) for call in kernel_calls for arg in call.args[1].fields[1:])
+    assert not [name for name in remaining if any(word in name for word in ("rsqrt", "transpose", "multiply"))]
 
 
 def test_bias_and_activation_fused_into_the_kernel():
@@ -147,7 +182,8 @@ def test_builds_for_cuda_sm90(model):
 
     collect(executable.mod)
     source = "\n".join(sources)
-    assert source.count("dwc_dw_") >= 4 and "__shared__" in source and "threadIdx.x" in source
+    assert source.count("dwc_dw_") >= 1 and source.count("dwc_sep_") >= 3
+    assert "__shared__" in source and "threadIdx.x" in source
 
 
 def test_builds_for_aarch64_and_runs_under_qemu(model, tmp_path):
