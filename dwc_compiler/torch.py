@@ -144,7 +144,7 @@ def separable_conv2d(input: torch.Tensor, depthwise_filter: torch.Tensor, pointw
     """
     channels_last, data, geometry = _as_dwc_call(input, stride, padding, dilation)
     result = _numpy_separable_conv2d(
-        data, depthwise_filter.detach(), pointwise_filter.detach(), *geometry, target,
+        data, depthwise_filter.detach().contiguous(), pointwise_filter.detach().contiguous(), *geometry, target,
         depthwise_bias=None if depthwise_bias is None else depthwise_bias.detach(),
         depthwise_activation=depthwise_activation,
         pointwise_bias=None if pointwise_bias is None else pointwise_bias.detach(),
@@ -159,7 +159,20 @@ def _(input, depthwise_filter, pointwise_filter, depthwise_bias, pointwise_bias,
     return _fake_output(input, pointwise_filter.shape[3], (kernel_rows, kernel_cols), stride, padding, dilation)
 
 
-class DepthwiseConv2d(nn.Module):
+class _KernelWeights(nn.Module):
+    """A module whose parameters are a dwc kernel's arrays: they stay C-contiguous in the layout
+    the kernel declares when the model is converted (``model.to(memory_format=torch.channels_last)``
+    relays every 4-D parameter; a relaid weight would be copied back on every call)."""
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        for parameter in self.parameters(recurse=False):
+            if not parameter.is_contiguous():
+                parameter.data = parameter.data.contiguous()
+        return self
+
+
+class DepthwiseConv2d(_KernelWeights):
     """A depthwise convolution computed by dwc: the weight (``[C*M, 1, KH, KW]``), bias and
     activation of a replaced ``nn.Conv2d`` (with any folded BatchNorm and ReLU/ReLU6).
 
@@ -189,7 +202,7 @@ class DepthwiseConv2d(nn.Module):
                 f"activation={self.activation}, target={self.target}")
 
 
-class SeparableConv2d(nn.Module):
+class SeparableConv2d(_KernelWeights):
     """A depthwise convolution and the pointwise (1x1) convolution after it, computed by one
     fused dwc kernel (``torch.ops.dwc.separable_conv2d``): the weights of the replaced pair of
     ``nn.Conv2d`` (with any folded BatchNorms), held in dwc's layouts.

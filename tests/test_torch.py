@@ -203,3 +203,31 @@ def test_strided_dilated_depthwise_conv_is_not_fused():
     block = _block(8, 1, 3, 2, 2, False, 8).eval()
     dwc_torch.replace_depthwise(block)
     assert isinstance(block[0], dwc_torch.DepthwiseConv2d) and type(block[3]) is nn.Conv2d
+
+
+def test_channels_last_model_keeps_kernel_weights_contiguous(models):
+    """model.to(memory_format=torch.channels_last) relays every 4-D parameter; dwc's modules keep
+    theirs C-contiguous, so no call copies a weight and every output buffer is reused from one
+    forward to the next (none allocated after the first)."""
+    from dwc_compiler.runtime.kernel import Kernel
+
+    _, replaced = models
+    converted = copy.deepcopy(replaced).to(memory_format=torch.channels_last)
+    swapped = [m for m in converted.modules() if isinstance(m, (dwc_torch.DepthwiseConv2d, dwc_torch.SeparableConv2d))]
+    assert swapped and all(p.is_contiguous() for m in swapped for p in m.parameters())
+    data = torch.randn(1, 3, 33, 31).contiguous(memory_format=torch.channels_last)
+    allocations = []
+    original = Kernel._new_output
+
+    def counted(kernel):
+        allocations.append(kernel)
+        return original(kernel)
+
+    with torch.inference_mode():
+        converted(data)
+        Kernel._new_output = counted
+        try:
+            converted(data)
+        finally:
+            Kernel._new_output = original
+    assert allocations == []

@@ -154,7 +154,7 @@ class Kernel:
                     invoke(*inputs, result)
                     return result
                 except _REFUSALS:
-                    pass
+                    result = None  # no longer held here: the checked path may hand out the spare again
             return checked(inputs, out)
         return call
 
