@@ -6,15 +6,20 @@ MobileNetV2 (dwc_compiler/benchmarking/mobilenet_v2.py: 224x224, random weights,
 1 and 2 threads, batch 1 and 8, in one process, interleaved rounds (the order reversed every
 other round, each block of calls warmed up first), whole forward calls:
 - ``torch NCHW`` / ``torch channels_last``: PyTorch eager under ``inference_mode``;
-- ``torch+dwc NCHW`` / ``torch+dwc channels_last``: the same after ``replace_depthwise`` (each
-  depthwise conv, with its BatchNorm and ReLU6 folded, on a dwc kernel);
+- ``torch+dwc NCHW`` / ``torch+dwc channels_last``: the same after ``replace_depthwise`` as it
+  ships (each block's depthwise conv -> BatchNorm -> ReLU6 -> 1x1 projection -> BatchNorm on one
+  fused dwc separable kernel); ``torch+dwc-dw ...``: with ``fuse_pointwise=False`` (each
+  depthwise conv, with its BatchNorm and ReLU6 folded, on a dwc kernel, the 1x1 convs PyTorch's);
 - ``onnxruntime``: the model exported to ONNX, ORT's CPU provider with all graph optimizations;
-- ``tvm`` / ``tvm+dwc``: ``from_exported_program`` then ``tvm.compile`` for the host as TVM ships
-  it (its default pipeline, no tuning), without and with ``offload_depthwise``.
+- ``tvm`` / ``tvm+dwc`` / ``tvm+dwc-dw``: ``from_exported_program`` then ``tvm.compile`` for the
+  host as TVM ships it (its default pipeline, no tuning), without ``offload_depthwise``, with it
+  as it ships (BatchNorms folded, projections fused into separable kernels) and with
+  ``fuse_pointwise=False``.
 Each way's output is checked against PyTorch's first. Besides, per layer: the time of each dwc
-depthwise layer inside the model (forward hooks) against the same layer called alone on the same
-input, and the share of the model's time spent in its depthwise layers (PyTorch eager and
-torch+dwc, channels_last). Writes benchmarks/results/mobilenet-v2-<stamp>.json, .md and .png.
+layer inside the model (forward hooks; the fused separable ones and, with ``fuse_pointwise=False``,
+the depthwise ones) against the same layer called alone on the same input, and the share of the
+model's time spent in its depthwise layers (PyTorch eager and torch+dwc-dw, channels_last).
+Writes benchmarks/results/mobilenet-v2-<stamp>.json, .md and .png.
 """
 
 import copy
@@ -38,10 +43,8 @@ WARMUP_CALLS = 1
 BLOCK_SECONDS = 0.15  # each block of timed calls lasts about this long (at least one call)
 
 
-def _torch_ways(model, replaced, data):
+def _torch_ways(model, replaced, depthwise_only, data):
     channels_last = data.contiguous(memory_format=torch.channels_last)
-    model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
-    replaced_cl = copy.deepcopy(replaced).to(memory_format=torch.channels_last)
 
     def run(network, tensor):
         def call():
@@ -49,8 +52,12 @@ def _torch_ways(model, replaced, data):
                 return network(tensor)
         return call
 
-    return {"torch NCHW": run(model, data), "torch channels_last": run(model_cl, channels_last),
-            "torch+dwc NCHW": run(replaced, data), "torch+dwc channels_last": run(replaced_cl, channels_last)}
+    ways = {}
+    for name, network in (("torch", model), ("torch+dwc", replaced), ("torch+dwc-dw", depthwise_only)):
+        ways[f"{name} NCHW"] = run(network, data)
+        ways[f"{name} channels_last"] = run(copy.deepcopy(network).to(memory_format=torch.channels_last),
+                                            channels_last)
+    return ways
 
 
 def _onnxruntime_way(model, data, threads):
@@ -77,7 +84,8 @@ def _tvm_ways(model, data):
     mod = from_exported_program(torch.export.export(model, (data,)), keep_params_as_input=False,
                                 unwrap_unit_return_tuple=True)
     ways, build_seconds = {}, {}
-    for name, module in (("tvm", mod), ("tvm+dwc", dwc_relax.offload_depthwise(mod, "host"))):
+    for name, module in (("tvm", mod), ("tvm+dwc", dwc_relax.offload_depthwise(mod, "host")),
+                         ("tvm+dwc-dw", dwc_relax.offload_depthwise(mod, "host", fuse_pointwise=False))):
         started = time.perf_counter()
         executable = tvm.compile(module, target=dwc_relax.tvm_target("host"))
         build_seconds[name] = time.perf_counter() - started
@@ -98,8 +106,9 @@ def _set_threads(threads: int) -> None:
 
 def _layers_inside_and_alone(replaced, data, rounds: int):
     """Per dwc layer: its time inside the model (hooks) and alone on the same input, and the
-    share of the whole model's time in the depthwise layers."""
-    layers = [module for module in replaced.modules() if isinstance(module, dwc_torch.DepthwiseConv2d)]
+    share of the whole model's time in those layers."""
+    layers = [module for module in replaced.modules()
+              if isinstance(module, (dwc_torch.DepthwiseConv2d, dwc_torch.SeparableConv2d))]
     inside = {index: [] for index in range(len(layers))}
     inputs, started = {}, {}
 
@@ -128,7 +137,8 @@ def _layers_inside_and_alone(replaced, data, rounds: int):
     with torch.inference_mode():
         for index, layer in enumerate(layers):
             alone = block_mean_us(lambda: layer(inputs[index]), WARMUP_CALLS, 20)
-            rows.append({"layer": index, "shape": list(inputs[index].shape), "stride": layer.stride,
+            rows.append({"layer": index, "kind": type(layer).__name__, "shape": list(inputs[index].shape),
+                         "stride": layer.stride,
                          "inside_us": statistics.median(inside[index]), "alone_us": alone,
                          "inside_over_alone": statistics.median(inside[index]) / alone})
     depthwise_share = sum(row["inside_us"] for row in rows) / statistics.median(whole)
@@ -159,8 +169,9 @@ def measure(threads: int, batch: int, rounds: int) -> dict:
     _set_threads(threads)
     model = mobilenet_v2()
     replaced = dwc_torch.replace_depthwise(copy.deepcopy(model))
+    depthwise_only = dwc_torch.replace_depthwise(copy.deepcopy(model), fuse_pointwise=False)
     data = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(1))
-    calls = _torch_ways(model, replaced, data)
+    calls = _torch_ways(model, replaced, depthwise_only, data)
     try:
         calls["onnxruntime"] = _onnxruntime_way(model, data, threads)
     except ImportError:
@@ -180,19 +191,23 @@ def measure(threads: int, batch: int, rounds: int) -> dict:
         order = list(calls) if round_index % 2 == 0 else list(reversed(calls))
         for name in order:
             samples[name].append(block_mean_us(calls[name], WARMUP_CALLS, timed[name]))
-    replaced_cl = copy.deepcopy(replaced).to(memory_format=torch.channels_last)
     data_cl = data.contiguous(memory_format=torch.channels_last)
-    layers, dwc_share = _layers_inside_and_alone(replaced_cl, data_cl, 2 * rounds)
+    layers, fused_share = _layers_inside_and_alone(copy.deepcopy(replaced).to(memory_format=torch.channels_last),
+                                                   data_cl, 2 * rounds)
+    depthwise_layers, dwc_share = _layers_inside_and_alone(
+        copy.deepcopy(depthwise_only).to(memory_format=torch.channels_last), data_cl, 2 * rounds)
     model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
     pytorch_share = _depthwise_share_in_pytorch(model_cl, data_cl, 2 * rounds)
     row = {"threads": threads, "batch": batch, "median_ms": {k: statistics.median(v) / 1e3 for k, v in samples.items()},
            "samples_us": samples, "tvm_build_seconds": build_seconds, "layers": layers,
-           "depthwise_share": {"torch channels_last": pytorch_share, "torch+dwc channels_last": dwc_share}}
-    row["speedups"] = {
-        "torch+dwc NCHW / torch NCHW": median_ratio(samples["torch NCHW"], samples["torch+dwc NCHW"]),
-        "torch+dwc channels_last / torch channels_last": median_ratio(samples["torch channels_last"],
-                                                                      samples["torch+dwc channels_last"]),
-        "tvm+dwc / tvm": median_ratio(samples["tvm"], samples["tvm+dwc"])}
+           "depthwise_layers": depthwise_layers,
+           "depthwise_share": {"torch channels_last": pytorch_share, "torch+dwc-dw channels_last": dwc_share,
+                               "torch+dwc channels_last (separable kernels)": fused_share}}
+    row["speedups"] = {f"{way} {layout} / torch {layout}": median_ratio(samples[f"torch {layout}"],
+                                                                      samples[f"{way} {layout}"])
+                       for way in ("torch+dwc", "torch+dwc-dw") for layout in ("NCHW", "channels_last")}
+    row["speedups"].update({f"{way} / tvm": median_ratio(samples["tvm"], samples[way])
+                            for way in ("tvm+dwc", "tvm+dwc-dw")})
     return row
 
 
@@ -233,23 +248,24 @@ def main() -> None:
               f"times are medians over rounds, speedups medians of per-round ratios; TVM built as it ships "
               f"(tvm.compile's default pipeline for the host, no MetaSchedule tuning) with and without "
               f"offload_depthwise; layer times inside the model from forward hooks over {2 * rounds} forward calls")
-    table = ["| threads | batch | " + " | ".join(f"{way} (ms)" for way in ways)
-             + " | torch+dwc / torch (NCHW) | torch+dwc / torch (channels_last) | tvm+dwc / tvm |",
-             "|---:|---:|" + "---:|" * len(ways) + "---:|---:|---:|"]
+    speedups = list(rows[0]["speedups"])
+    table = ["| threads | batch | " + " | ".join(f"{way} (ms)" for way in ways) + " | "
+             + " | ".join(speedups) + " |", "|---:|---:|" + "---:|" * (len(ways) + len(speedups))]
     for row in rows:
-        speed = row["speedups"]
         table.append(f"| {row['threads']} | {row['batch']} | " + " | ".join(f"{row['median_ms'][w]:.2f}" for w in ways)
-                     + f" | {speed['torch+dwc NCHW / torch NCHW']:.2f}x | "
-                       f"{speed['torch+dwc channels_last / torch channels_last']:.2f}x | {speed['tvm+dwc / tvm']:.2f}x |")
-    table += ["", "Depthwise layers: share of the forward time (channels_last) and each dwc layer inside the model "
-                  "against the same layer alone (worst of the 17):", "",
-              "| threads | batch | depthwise share, PyTorch | depthwise share, torch+dwc | worst inside / alone |",
-              "|---:|---:|---:|---:|---:|"]
+                     + " | " + " | ".join(f"{row['speedups'][name]:.2f}x" for name in speedups) + " |")
+    table += ["", "dwc layers inside the model against the same layer alone (channels_last; worst of each kind), "
+                  "and the share of the forward time in them:", "",
+              "| threads | batch | depthwise share, PyTorch | depthwise share, torch+dwc-dw | worst inside / alone, "
+              "depthwise kernels (17) | separable kernels' share, torch+dwc | worst inside / alone, separable "
+              "kernels (17) |", "|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
-        worst = max(layer["inside_over_alone"] for layer in row["layers"])
         share = row["depthwise_share"]
         table.append(f"| {row['threads']} | {row['batch']} | {100 * share['torch channels_last']:.0f}% | "
-                     f"{100 * share['torch+dwc channels_last']:.0f}% | {worst:.2f}x |")
+                     f"{100 * share['torch+dwc-dw channels_last']:.0f}% | "
+                     f"{max(layer['inside_over_alone'] for layer in row['depthwise_layers']):.2f}x | "
+                     f"{100 * share['torch+dwc channels_last (separable kernels)']:.0f}% | "
+                     f"{max(layer['inside_over_alone'] for layer in row['layers'] if layer['kind'] == 'SeparableConv2d'):.2f}x |")
     markdown = write_results(RESULTS, "mobilenet-v2", "MobileNetV2 end to end: PyTorch, ONNX Runtime and TVM, "
                              "with and without dwc", method, {"rounds": rounds, "rows": rows}, table)
     _plot(rows, markdown.with_suffix(".png"))
