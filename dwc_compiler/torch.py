@@ -92,7 +92,8 @@ def _as_dwc_call(input: torch.Tensor, stride: list[int], padding: list[int], dil
     goes to the NHWC kernel; a contiguous one to the NCHW kernel."""
     stride_pair, padding_pair, dilation_pair = (_pair(stride, "stride"), _pair(padding, "padding"),
                                                 _pair(dilation, "dilation"))
-    pads = [[padding_pair[0], padding_pair[0]], [padding_pair[1], padding_pair[1]]]
+    # (top, bottom, left, right): the flat form takes the API's lean path (a nested list is unhashable).
+    pads = [padding_pair[0], padding_pair[0], padding_pair[1], padding_pair[1]]
     channels_last = _is_channels_last(input)
     data = input.permute(0, 2, 3, 1) if channels_last else input.contiguous()
     return channels_last, data.detach(), (stride_pair, pads, "NHWC" if channels_last else "NCHW", dilation_pair)
@@ -159,6 +160,14 @@ def _(input, depthwise_filter, pointwise_filter, depthwise_bias, pointwise_bias,
     return _fake_output(input, pointwise_filter.shape[3], (kernel_rows, kernel_cols), stride, padding, dilation)
 
 
+def _eager(input: torch.Tensor) -> bool:
+    """Whether a dwc module's forward runs eagerly on a plain tensor, so that it may call its op's
+    implementation itself: PyTorch's dispatch of a Python custom op costs ~15 us a call, longer
+    than a small layer's kernel (7x7x960: 11 us). Traced (``torch.compile``, ``torch.export``:
+    fake or proxy tensors) the module calls the registered op, which the trace records."""
+    return type(input) is torch.Tensor and not torch.compiler.is_compiling()
+
+
 class _KernelWeights(nn.Module):
     """A module whose parameters are a dwc kernel's arrays: they stay C-contiguous in the layout
     the kernel declares when the model is converted (``model.to(memory_format=torch.channels_last)``
@@ -192,9 +201,11 @@ class DepthwiseConv2d(_KernelWeights):
         self.activation, self.target = activation, target
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        """The convolution with its epilogue, by ``torch.ops.dwc.depthwise_conv2d``."""
-        return torch.ops.dwc.depthwise_conv2d(input, self.weight, self.bias, self.stride, self.padding,
-                                              self.dilation, self.activation, self.target)
+        """The convolution with its epilogue, by ``torch.ops.dwc.depthwise_conv2d`` (see
+        :func:`_eager`)."""
+        op = depthwise_conv2d._init_fn if _eager(input) else torch.ops.dwc.depthwise_conv2d
+        return op(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.activation,
+                  self.target)
 
     def extra_repr(self) -> str:
         return (f"{self.weight.shape[0]}, kernel={tuple(self.weight.shape[2:])}, stride={tuple(self.stride)}, "
@@ -237,8 +248,10 @@ class SeparableConv2d(_KernelWeights):
             depthwise_activation, pointwise_activation, target)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        """Both convolutions with their epilogues, by ``torch.ops.dwc.separable_conv2d``."""
-        return torch.ops.dwc.separable_conv2d(
+        """Both convolutions with their epilogues, by ``torch.ops.dwc.separable_conv2d`` (see
+        :func:`_eager`)."""
+        op = separable_conv2d._init_fn if _eager(input) else torch.ops.dwc.separable_conv2d
+        return op(
             input, self.depthwise_filter, self.pointwise_filter, self.depthwise_bias, self.pointwise_bias,
             self.stride, self.padding, self.dilation, self.depthwise_activation, self.pointwise_activation,
             self.target)
