@@ -7,7 +7,9 @@ thread, AVX-512, benchmarks/results/tiling-sweep-*.json): 2 rows x 4 columns is 
 5% on the large 3x3 layers, where two output rows share two of their three input rows; 2x2 on
 14x14 outputs; a single row of 7 columns on 7x7 outputs. A 5x5 window or a dilation shares fewer
 inputs between rows and prefers one row of 4-7 columns. Wider channel blocks (2 vectors) were
-never better. NCHW vectorizes along output columns instead, with 4 rows per register tile.
+never better. NCHW vectorizes along output columns instead, with up to 8 rows per register tile
+(against 4: 0.975x the time in geomean over the MobileNetV2 layers, 0.89x on 7x7 planes, whose
+tile is then the whole plane; 1 thread, Emerald Rapids, 21 paired rounds).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ NAME = "hand:x86"
 
 SMALL_WINDOW_TILES = ((2, 4), (2, 2), (1, 7), (1, 4), (1, 8))
 LARGE_WINDOW_TILES = ((1, 4), (1, 7), (1, 8), (1, 5), (1, 6))
-NCHW_TILES = ((4, 1),)
+NCHW_TILES = ((8, 1),)
 
 
 def default_tiling(spec: DepthwiseSpec, target) -> CpuTiling:
