@@ -4,15 +4,15 @@
 input's channels (NCHW or NHWC data, PyTorch's and ONNX's ``OIHW`` weights, static shapes,
 float32/16/64) and replaces it, together with what follows it alone (a bias ``add``, an
 inference ``batch_norm``, a ``clip(0, 6)`` or ``relu``, in that order, each optional; the
-BatchNorm folded into the weights and bias), with ``call_tir`` of a dwc PrimFunc named ``dwc_<workload key>``, already
-scheduled for `target` (its tuning record, else dwc's rule) and marked scheduled, so that TVM's
-pipeline compiles it as it is. Where a pointwise (1x1) ``conv2d`` reads that result alone (with
-its own bias add and activation), as in every MobileNet block, the two become one call of dwc's
-fused separable kernel: the depthwise result never reaches memory, and the 1x1 convolution is
-dwc's, not TVM's. The weights go to the kernels through Relax ops (BatchNorm folding, relayout
-into TF's layouts for the separable kernel), which TVM's ``FoldConstant`` computes at build time
-for a model's constant weights. The rest of
-the model is left to TVM. The result builds with
+BatchNorm folded into the weights and bias), with ``call_tir`` of a dwc PrimFunc named
+``dwc_<workload key>``, already scheduled for `target` (its tuning record, else dwc's rule) and
+marked scheduled, so that TVM's pipeline compiles it as it is. Where a pointwise (1x1)
+``conv2d`` reads that result alone (with its own bias add, BatchNorm and activation), as in
+every MobileNet block, the two become one call of dwc's fused separable kernel: the depthwise
+result never reaches memory, and the 1x1 convolution is dwc's, not TVM's. The weights go to the
+kernels through Relax ops (BatchNorm folding, relayout into TF's layouts for the separable
+kernel), which TVM's ``FoldConstant`` computes at build time for a model's constant weights.
+The rest of the model is left to TVM. The result builds with
 ``tvm.compile(mod, target=dwc_compiler.relax.tvm_target(target))``, or with :func:`compile`
 (the same, and CUDA code compiled by nvcc as dwc's own kernels are).
 """
@@ -209,7 +209,7 @@ class _Offloader:
                 continue
             epilogue = self._epilogue(bindings, used_vars, [index], spec.out_channels, spec.data_format, spec.dtype)
             depthwise = dataclasses.replace(spec, with_bias=epilogue.bias is not None, activation=epilogue.activation)
-            group, new_bindings = epilogue.group, None
+            group = epilogue.group
             following = _single_user(bindings, group[-1], used_vars) if self.fuse_pointwise else None
             out_channels = (pointwise_out_channels(bindings[following].value, depthwise, epilogue.last)
                             if following is not None else None)

@@ -64,8 +64,7 @@ def _is_channels_last(tensor: torch.Tensor) -> bool:
         memory_format=torch.channels_last)
 
 
-@torch.library.custom_op("dwc::depthwise_conv2d", mutates_args=(), device_types="cpu")
-def depthwise_conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: list[int],
+def _depthwise_conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: list[int],
                      padding: list[int], dilation: list[int], activation: str = "none",
                      target: str = "host") -> torch.Tensor:
     """``F.conv2d(input, weight, bias, stride, padding, dilation, groups=C)`` then `activation`
@@ -84,6 +83,10 @@ def depthwise_conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[t
     result = _numpy_depthwise_conv2d(data, weight.detach().contiguous(), *geometry, target,
                                      None if bias is None else bias.detach(), activation, "OIHW")
     return _from_dwc(result, channels_last)
+
+
+depthwise_conv2d = torch.library.custom_op("dwc::depthwise_conv2d", mutates_args=(),
+                                           device_types="cpu")(_depthwise_conv2d)
 
 
 def _as_dwc_call(input: torch.Tensor, stride: list[int], padding: list[int], dilation: list[int]):
@@ -123,8 +126,7 @@ def _fake_output(input: torch.Tensor, out_channels: int, window: tuple[int, int]
                        memory_format=torch.channels_last if _is_channels_last(input) else torch.contiguous_format)
 
 
-@torch.library.custom_op("dwc::separable_conv2d", mutates_args=(), device_types="cpu")
-def separable_conv2d(input: torch.Tensor, depthwise_filter: torch.Tensor, pointwise_filter: torch.Tensor,
+def _separable_conv2d(input: torch.Tensor, depthwise_filter: torch.Tensor, pointwise_filter: torch.Tensor,
                      depthwise_bias: Optional[torch.Tensor], pointwise_bias: Optional[torch.Tensor],
                      stride: list[int], padding: list[int], dilation: list[int], depthwise_activation: str = "none",
                      pointwise_activation: str = "none", target: str = "host") -> torch.Tensor:
@@ -151,6 +153,10 @@ def separable_conv2d(input: torch.Tensor, depthwise_filter: torch.Tensor, pointw
         pointwise_bias=None if pointwise_bias is None else pointwise_bias.detach(),
         pointwise_activation=pointwise_activation)
     return _from_dwc(result, channels_last)
+
+
+separable_conv2d = torch.library.custom_op("dwc::separable_conv2d", mutates_args=(),
+                                           device_types="cpu")(_separable_conv2d)
 
 
 @separable_conv2d.register_fake
@@ -203,7 +209,7 @@ class DepthwiseConv2d(_KernelWeights):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         """The convolution with its epilogue, by ``torch.ops.dwc.depthwise_conv2d`` (see
         :func:`_eager`)."""
-        op = depthwise_conv2d._init_fn if _eager(input) else torch.ops.dwc.depthwise_conv2d
+        op = _depthwise_conv2d if _eager(input) else torch.ops.dwc.depthwise_conv2d
         return op(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.activation,
                   self.target)
 
@@ -250,7 +256,7 @@ class SeparableConv2d(_KernelWeights):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         """Both convolutions with their epilogues, by ``torch.ops.dwc.separable_conv2d`` (see
         :func:`_eager`)."""
-        op = separable_conv2d._init_fn if _eager(input) else torch.ops.dwc.separable_conv2d
+        op = _separable_conv2d if _eager(input) else torch.ops.dwc.separable_conv2d
         return op(
             input, self.depthwise_filter, self.pointwise_filter, self.depthwise_bias, self.pointwise_bias,
             self.stride, self.padding, self.dilation, self.depthwise_activation, self.pointwise_activation,
