@@ -34,7 +34,8 @@ def command(workload_names: str, threads: tuple[int, ...], peer_names: str, pass
     """Check, then time dwc against the libraries people use, and write the results.
 
     dwc runs as users call it, on plain NumPy arrays; `dwc-aligned` times the same call on a
-    64-byte-aligned copy of the input and `dwc-nchw` the NCHW call, and the table gives their ratios.
+    64-byte-aligned copy of the input, `dwc-nchw` the NCHW call and `dwc-avx2` the x86-avx2
+    kernels (on a CPU that runs them), and the table gives their ratios.
 
     Each implementation's output is checked against a float64 reference before it is timed.
     Peers need `pip install .[bench]`; missing ones are reported as unavailable.

@@ -214,18 +214,24 @@ def test_separable_options_errors_name_the_parameter(tmp_path, args, parameter):
 
 
 def test_bench_times_dwc_plain_aligned_and_nchw_beside_pytorch(tmp_path):
-    """`dwc bench` checks, then times dwc on plain NumPy input, on an aligned copy and in NCHW,
-    beside PyTorch's NCHW depthwise conv, and reports their ratios."""
+    """`dwc bench` checks, then times dwc on plain NumPy input, on an aligned copy, in NCHW and
+    with the x86-avx2 kernels (where this CPU runs them), beside PyTorch's NCHW depthwise conv,
+    and reports their ratios."""
     import json
 
+    from dwc_compiler.targets import missing_cpu_flags, resolve_target
+
     pytest.importorskip("torch")
+    avx2 = resolve_target("x86-avx2")
+    runs_avx2 = not missing_cpu_flags(avx2.required_cpu_flags, avx2.arch)
     done = dwc("bench", "--workloads", "mbv2-7x7x960-s1", "--threads", "1", "--peers",
-               "dwc,dwc-nchw,dwc-aligned,pytorch-nchw", "--passes", "1", "--rounds", "2", "--calls", "3",
+               "dwc,dwc-nchw,dwc-aligned,dwc-avx2,pytorch-nchw", "--passes", "1", "--rounds", "2", "--calls", "3",
                "--output-dir", str(tmp_path))
     assert done.returncode == 0, done.stderr
     (report_path,) = tmp_path.glob("cpu-*.json")
     implementations = json.loads(report_path.read_text())["runs"][0]["workloads"]["mbv2-7x7x960-s1"]["implementations"]
-    for name in ("dwc", "dwc-nchw", "dwc-aligned", "pytorch-nchw"):
+    for name in ("dwc", "dwc-nchw", "dwc-aligned", "pytorch-nchw") + (("dwc-avx2",) if runs_avx2 else ()):
         assert implementations[name]["median_us"] > 0, (name, implementations[name])
     table = next(tmp_path.glob("cpu-*.md")).read_text()
     assert "dwc NCHW / dwc NHWC" in table and "PyTorch NCHW / dwc NCHW" in table and "64-byte-aligned" in table
+    assert ("The x86-avx2 kernels on this CPU" in table) == runs_avx2

@@ -175,16 +175,22 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
                 "bound_by": entry["bound_by"]}
             if "dwc-aligned" in timed:
                 layers[name]["plain_over_aligned"] = timed["dwc"] / timed["dwc-aligned"]
+            if "dwc-avx2" in timed and fastest:
+                layers[name]["avx2_speedup_vs_fastest_peer"] = peers[fastest] / timed["dwc-avx2"]
             if "dwc-nchw" in timed:
                 layers[name]["nchw_over_nhwc"] = timed["dwc-nchw"] / timed["dwc"]
                 if "pytorch-nchw" in timed:
                     layers[name]["pytorch_nchw_over_dwc_nchw"] = timed["pytorch-nchw"] / timed["dwc-nchw"]
         speedups = [layers[name]["speedup_vs_fastest_peer"] for name in MOBILENET_V2
                     if name in layers and layers[name]["speedup_vs_fastest_peer"]]
+        avx2 = [layers[name]["avx2_speedup_vs_fastest_peer"] for name in MOBILENET_V2
+                if "avx2_speedup_vs_fastest_peer" in layers.get(name, {})]
         summary[str(run["threads"])] = {
             "layers": layers,
             "mobilenet_v2_geomean_speedup": math.exp(statistics.fmean(math.log(s) for s in speedups)) if speedups else None,
-            "mobilenet_v2_min_speedup": min(speedups) if speedups else None}
+            "mobilenet_v2_min_speedup": min(speedups) if speedups else None,
+            "mobilenet_v2_avx2_geomean_speedup": math.exp(statistics.fmean(math.log(s) for s in avx2)) if avx2 else None,
+            "mobilenet_v2_avx2_min_speedup": min(avx2) if avx2 else None}
     threads = sorted(int(t) for t in summary)
     if len(threads) >= 2:
         low, high = str(threads[0]), str(threads[-1])

@@ -69,14 +69,27 @@ class Dwc(Peer):
     arrays as NumPy allocates them (large ones start 16 bytes past a 64-byte boundary here).
 
     Variants beside it: ``dwc-nchw`` (the same call with ``data_format="NCHW"`` on a plain NCHW
-    array) and ``dwc-aligned`` (NHWC input copied once, outside the timing, to a 64-byte
-    boundary: what alignment is worth)."""
+    array), ``dwc-aligned`` (NHWC input copied once, outside the timing, to a 64-byte
+    boundary: what alignment is worth) and ``dwc-avx2`` (the same call built for the named
+    ``x86-avx2`` target, its kernels and records, on this CPU where it runs AVX2 code)."""
 
     module = "dwc_compiler"
 
-    def __init__(self, data_format: str = "NHWC", aligned: bool = False) -> None:
-        self.data_format, self.aligned = data_format, aligned
-        self.name = "dwc-aligned" if aligned else "dwc-nchw" if data_format == "NCHW" else "dwc"
+    def __init__(self, data_format: str = "NHWC", aligned: bool = False, target: str = "host") -> None:
+        self.data_format, self.aligned, self.target = data_format, aligned, target
+        self.name = ("dwc-aligned" if aligned else "dwc-nchw" if data_format == "NCHW"
+                     else "dwc" if target == "host" else f"dwc-{target.removeprefix('x86-')}")
+
+    def unavailable(self) -> str | None:
+        """Why the variant cannot run here: dwc not importable, or a named target this CPU cannot run."""
+        missing = super().unavailable()
+        if missing is not None or self.target == "host":
+            return missing
+        from dwc_compiler.targets import missing_cpu_flags, resolve_target
+
+        target = resolve_target(self.target)
+        lacking = missing_cpu_flags(target.required_cpu_flags, target.arch)
+        return f"this CPU lacks {', '.join(lacking)} for {self.target}" if lacking else None
 
     def prepare(self, spec, data, weights, threads):
         import dwc_compiler
@@ -93,7 +106,7 @@ class Dwc(Peer):
 
         def run():
             return dwc_compiler.depthwise_conv2d(source, weights, strides, padding, self.data_format,
-                                                 dilations=dilations)
+                                                 dilations=dilations, target=self.target)
 
         run()  # compile outside the timing
         to_nhwc = (lambda result: result.transpose(0, 2, 3, 1)) if self.data_format == "NCHW" else (lambda r: r)
@@ -255,7 +268,7 @@ def _missing(module: str) -> str | None:
 
 def all_peers() -> list[Peer]:
     """dwc and every peer, in report order."""
-    return [Dwc(), Dwc(data_format="NCHW"), Dwc(aligned=True), TorchConv(channels_last=False),
+    return [Dwc(), Dwc(data_format="NCHW"), Dwc(aligned=True), Dwc(target="x86-avx2"), TorchConv(channels_last=False),
             TorchConv(channels_last=True), TensorFlow(), OnnxRuntime(), Xnnpack()]
 
 

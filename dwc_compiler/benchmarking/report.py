@@ -72,6 +72,10 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         if geomean:
             lines += ["", f"MobileNetV2 layers: dwc is {geomean:.2f}x the fastest peer (geomean), "
                           f"{summary['mobilenet_v2_min_speedup']:.2f}x at the least.", ""]
+        avx2 = summary.get("mobilenet_v2_avx2_geomean_speedup")
+        if avx2:
+            lines += [f"The x86-avx2 kernels on this CPU (dwc-avx2): {avx2:.2f}x the fastest peer (geomean), "
+                      f"{summary['mobilenet_v2_avx2_min_speedup']:.2f}x at the least.", ""]
         lines += _variant_lines(summary["layers"])
     scaling = report["summary"].get("dwc_scaling")
     if scaling:
