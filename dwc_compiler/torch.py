@@ -170,8 +170,9 @@ def _eager(input: torch.Tensor) -> bool:
     """Whether a dwc module's forward runs eagerly on a plain tensor, so that it may call its op's
     implementation itself: PyTorch's dispatch of a Python custom op costs ~15 us a call, longer
     than a small layer's kernel (7x7x960: 11 us). Traced (``torch.compile``, ``torch.export``:
-    fake or proxy tensors) the module calls the registered op, which the trace records."""
-    return type(input) is torch.Tensor and not torch.compiler.is_compiling()
+    fake or proxy tensors; ``torch.jit.trace``) the module calls the registered op, which the
+    trace records."""
+    return type(input) is torch.Tensor and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
 
 
 class _KernelWeights(nn.Module):

@@ -231,3 +231,15 @@ def test_channels_last_model_keeps_kernel_weights_contiguous(models):
         finally:
             Kernel._new_output = original
     assert allocations == []
+
+
+def test_jit_trace_records_the_ops(models):
+    """torch.jit.trace of the swapped model records dwc's ops (the eager shortcut past PyTorch's
+    dispatch is not taken while tracing), and the traced module is right on a new input."""
+    model, replaced = models
+    with torch.no_grad():
+        traced = torch.jit.trace(replaced, (torch.randn(1, 3, 33, 31),))
+        kinds = [node.kind() for node in traced.inlined_graph.nodes()]
+        assert kinds.count("dwc::separable_conv2d") == 3 and kinds.count("dwc::depthwise_conv2d") == 1
+        data = torch.randn(1, 3, 33, 31)
+        assert max_relative_error(traced(data).numpy(), model(data).numpy()) < 1e-5
