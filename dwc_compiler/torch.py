@@ -43,6 +43,8 @@ from .api import separable_conv2d as _numpy_separable_conv2d  # noqa: E402
 from .errors import InvalidArgumentError  # noqa: E402
 
 ACTIVATION_MODULES = {nn.ReLU: "relu", nn.ReLU6: "relu6"}
+# The weight dtypes dwc's kernels compute.
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.float64)
 
 
 def _output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
@@ -276,7 +278,7 @@ def is_depthwise(module: nn.Module) -> bool:
     given as numbers (not ``"same"``), float weights."""
     return (type(module) is nn.Conv2d and module.groups == module.in_channels
             and module.padding_mode == "zeros" and not isinstance(module.padding, str)
-            and module.weight.dtype in (torch.float32, torch.float16, torch.float64))
+            and module.weight.dtype in FLOAT_DTYPES)
 
 
 def is_pointwise(module: nn.Module, in_channels: int) -> bool:
@@ -285,7 +287,7 @@ def is_pointwise(module: nn.Module, in_channels: int) -> bool:
     return (type(module) is nn.Conv2d and module.in_channels == in_channels and module.groups == 1
             and tuple(module.kernel_size) == (1, 1) and tuple(module.stride) == (1, 1)
             and not isinstance(module.padding, str) and tuple(module.padding) == (0, 0)
-            and tuple(module.dilation) == (1, 1) and module.weight.dtype in (torch.float32, torch.float16, torch.float64))
+            and tuple(module.dilation) == (1, 1) and module.weight.dtype in FLOAT_DTYPES)
 
 
 def _folded(conv: nn.Conv2d, norm: nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor | None]:
