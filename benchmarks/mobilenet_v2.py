@@ -17,8 +17,9 @@ other round, each block of calls warmed up first), whole forward calls:
   ``fuse_pointwise=False``.
 Each way's output is checked against PyTorch's first. Besides, per layer: the time of each dwc
 layer inside the model (forward hooks; the fused separable ones and, with ``fuse_pointwise=False``,
-the depthwise ones) against the same layer called alone on the same input, and the share of the
-model's time spent in its depthwise layers (PyTorch eager and torch+dwc-dw, channels_last).
+the depthwise ones, and PyTorch's own depthwise convs) against the same layer called alone on the
+same input right after each forward (interleaved: a forward, then each layer alone, every round),
+and the share of the model's time spent in those layers (channels_last).
 Writes benchmarks/results/mobilenet-v2-<stamp>.json, .md and .png.
 """
 
@@ -104,13 +105,16 @@ def _set_threads(threads: int) -> None:
     dwc.set_num_threads(threads)
 
 
-def _layers_inside_and_alone(replaced, data, rounds: int):
-    """Per dwc layer: its time inside the model (hooks) and alone on the same input, and the
-    share of the whole model's time in those layers."""
-    layers = [module for module in replaced.modules()
-              if isinstance(module, (dwc_torch.DepthwiseConv2d, dwc_torch.SeparableConv2d))]
-    inside = {index: [] for index in range(len(layers))}
-    inputs, started = {}, {}
+ALONE_WARMUP, ALONE_TIMED = 2, 5  # each round's block of a layer called alone
+
+
+def _inside_and_alone(model, data, layers: list, rounds: int) -> tuple[list[dict], float]:
+    """Per layer of `layers` (modules of `model`): its time inside the model (forward hooks) and
+    alone on the same input, in interleaved rounds: each round one forward, then each layer alone
+    (a few warm-up calls, then a block of calls on the input it just had), so both meet the
+    machine in the same state. Returns the rows (medians over rounds; ``inside_over_alone`` the
+    median of the per-round ratios) and the median share of the forward's time in `layers`."""
+    started, inputs, inside = {}, {}, {}
 
     def before(index):
         def hook(module, args):
@@ -120,58 +124,46 @@ def _layers_inside_and_alone(replaced, data, rounds: int):
 
     def after(index):
         def hook(module, args, output):
-            inside[index].append((time.perf_counter() - started[index]) * 1e6)
+            inside[index] = (time.perf_counter() - started[index]) * 1e6
         return hook
 
     handles = [layer.register_forward_pre_hook(before(i)) for i, layer in enumerate(layers)]
     handles += [layer.register_forward_hook(after(i)) for i, layer in enumerate(layers)]
-    whole = []
-    with torch.inference_mode():
-        for _ in range(rounds):
-            begin = time.perf_counter()
-            replaced(data)
-            whole.append((time.perf_counter() - begin) * 1e6)
-    for handle in handles:
-        handle.remove()
-    rows = []
-    with torch.inference_mode():
-        for index, layer in enumerate(layers):
-            alone = block_mean_us(lambda: layer(inputs[index]), WARMUP_CALLS, 20)
-            rows.append({"layer": index, "kind": type(layer).__name__, "shape": list(inputs[index].shape),
-                         "stride": layer.stride,
-                         "inside_us": statistics.median(inside[index]), "alone_us": alone,
-                         "inside_over_alone": statistics.median(inside[index]) / alone})
-    depthwise_share = sum(row["inside_us"] for row in rows) / statistics.median(whole)
-    return rows, depthwise_share
-
-
-def _depthwise_share_in_pytorch(model, data, rounds: int) -> tuple[float, float]:
-    """The share of PyTorch eager's time spent in its depthwise convolutions (forward hooks), and
-    the worst ratio of such a convolution's time inside the model to its time alone on the same
-    input (PyTorch's own layers meet the same cold caches inside the model as dwc's)."""
-    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.groups == m.in_channels > 1]
-    spent, started, inputs = {}, {}, {}
-
-    def before(module, args):
-        inputs[module] = args[0]
-        started[module] = time.perf_counter()
-
-    handles = [conv.register_forward_pre_hook(before) for conv in convs]
-    handles += [conv.register_forward_hook(
-        lambda m, a, o: spent.setdefault(m, []).append(time.perf_counter() - started[m])) for conv in convs]
+    samples = {index: [] for index in range(len(layers))}  # (inside, alone) per round
     shares = []
-    with torch.inference_mode():
-        for _ in range(rounds):  # each depthwise conv runs once a forward: its last time is this one's
-            begin = time.perf_counter()
+    try:
+        with torch.inference_mode():
             model(data)
-            elapsed = time.perf_counter() - begin
-            shares.append(sum(times[-1] for times in spent.values()) / elapsed)
-    for handle in handles:
-        handle.remove()
-    with torch.inference_mode():
-        worst = max(statistics.median(spent[conv]) * 1e6 / block_mean_us(lambda: conv(inputs[conv]), WARMUP_CALLS, 20)
-                    for conv in convs)
-    return statistics.median(shares), worst
+            for _ in range(rounds):
+                begin = time.perf_counter()
+                model(data)
+                whole = (time.perf_counter() - begin) * 1e6
+                shares.append(sum(inside.values()) / whole)
+                this_round = dict(inside)
+                for index, layer in enumerate(layers):
+                    alone = block_mean_us(lambda: layer(inputs[index]), ALONE_WARMUP, ALONE_TIMED)
+                    samples[index].append((this_round[index], alone))
+    finally:
+        for handle in handles:
+            handle.remove()
+    rows = [{"layer": index, "kind": type(layer).__name__, "shape": list(inputs[index].shape),
+             "stride": list(layer.stride),
+             "inside_us": statistics.median(pair[0] for pair in samples[index]),
+             "alone_us": statistics.median(pair[1] for pair in samples[index]),
+             "inside_over_alone": statistics.median(pair[0] / pair[1] for pair in samples[index])}
+            for index, layer in enumerate(layers)]
+    return rows, statistics.median(shares)
+
+
+def _dwc_layers(model) -> list:
+    """The dwc modules of a replaced model."""
+    return [module for module in model.modules()
+            if isinstance(module, (dwc_torch.DepthwiseConv2d, dwc_torch.SeparableConv2d))]
+
+
+def _pytorch_depthwise_layers(model) -> list:
+    """PyTorch's depthwise convolutions of a model."""
+    return [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.groups == m.in_channels > 1]
 
 
 def measure(threads: int, batch: int, rounds: int) -> dict:
@@ -201,15 +193,18 @@ def measure(threads: int, batch: int, rounds: int) -> dict:
         for name in order:
             samples[name].append(block_mean_us(calls[name], WARMUP_CALLS, timed[name]))
     data_cl = data.contiguous(memory_format=torch.channels_last)
-    layers, fused_share = _layers_inside_and_alone(copy.deepcopy(replaced).to(memory_format=torch.channels_last),
-                                                   data_cl, 2 * rounds)
-    depthwise_layers, dwc_share = _layers_inside_and_alone(
-        copy.deepcopy(depthwise_only).to(memory_format=torch.channels_last), data_cl, 2 * rounds)
-    model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
-    pytorch_share, pytorch_inside = _depthwise_share_in_pytorch(model_cl, data_cl, 2 * rounds)
+    converted = {name: copy.deepcopy(way).to(memory_format=torch.channels_last)
+                 for name, way in (("fused", replaced), ("depthwise", depthwise_only), ("pytorch", model))}
+    layers, fused_share = _inside_and_alone(converted["fused"], data_cl, _dwc_layers(converted["fused"]), 2 * rounds)
+    depthwise_layers, dwc_share = _inside_and_alone(converted["depthwise"], data_cl,
+                                                    _dwc_layers(converted["depthwise"]), 2 * rounds)
+    pytorch_layers, pytorch_share = _inside_and_alone(converted["pytorch"], data_cl,
+                                                      _pytorch_depthwise_layers(converted["pytorch"]), 2 * rounds)
+    pytorch_inside = max(layer["inside_over_alone"] for layer in pytorch_layers)
     row = {"threads": threads, "batch": batch, "median_ms": {k: statistics.median(v) / 1e3 for k, v in samples.items()},
            "samples_us": samples, "tvm_build_seconds": build_seconds, "layers": layers,
-           "depthwise_layers": depthwise_layers, "pytorch_worst_inside_over_alone": pytorch_inside,
+           "depthwise_layers": depthwise_layers, "pytorch_depthwise_layers": pytorch_layers,
+           "pytorch_worst_inside_over_alone": pytorch_inside,
            "depthwise_share": {"torch channels_last": pytorch_share, "torch+dwc-dw channels_last": dwc_share,
                                "torch+dwc channels_last (separable kernels)": fused_share}}
     row["speedups"] = {f"{way} {layout} / torch {layout}": median_ratio(samples[f"torch {layout}"],
@@ -256,7 +251,9 @@ def main() -> None:
               f"calls, at least one (block mean); "
               f"times are medians over rounds, speedups medians of per-round ratios; TVM built as it ships "
               f"(tvm.compile's default pipeline for the host, no MetaSchedule tuning) with and without "
-              f"offload_depthwise; layer times inside the model from forward hooks over {2 * rounds} forward calls")
+              f"offload_depthwise; layer times inside the model from forward hooks, {2 * rounds} rounds of one "
+              f"forward then each layer alone ({ALONE_WARMUP} warm-up, {ALONE_TIMED} timed calls) on the input it had; "
+              f"inside / alone the median of per-round ratios")
     speedups = list(rows[0]["speedups"])
     table = ["| threads | batch | " + " | ".join(f"{way} (ms)" for way in ways) + " | "
              + " | ".join(speedups) + " |", "|---:|---:|" + "---:|" * (len(ways) + len(speedups))]

@@ -17,7 +17,7 @@ from .threads import configure_default_threads
 configure_default_threads()  # before anything imports TVM: see threads.py
 
 from ._version import __version__  # noqa: E402
-from .api import clear_kernel_cache, depthwise_conv2d, separable_conv2d
+from .api import clear_kernel_cache, depthwise_conv2d, depthwise_kernel, separable_conv2d, separable_kernel
 from .build import build
 from .errors import (BuildError, CorruptRecordError, DwcError, IncompatibleModuleError,
                      InvalidArgumentError, InvalidSpecError, MissingToolError, UnknownTargetError)
@@ -29,7 +29,7 @@ from .runtime.arrays import empty_aligned  # noqa: E402
 from .threads import get_num_threads, num_threads, set_num_threads  # noqa: E402
 
 __all__ = [
-    "__version__", "depthwise_conv2d", "separable_conv2d", "SeparableSpec", "Kernel", "empty_aligned", "FILTER_FORMATS", "ACTIVATIONS", "set_num_threads", "get_num_threads", "num_threads", "clear_kernel_cache", "build", "load", "DepthwiseSpec",
+    "__version__", "depthwise_conv2d", "separable_conv2d", "depthwise_kernel", "separable_kernel", "SeparableSpec", "Kernel", "empty_aligned", "FILTER_FORMATS", "ACTIVATIONS", "set_num_threads", "get_num_threads", "num_threads", "clear_kernel_cache", "build", "load", "DepthwiseSpec",
     "DwcError", "InvalidSpecError", "InvalidArgumentError", "UnknownTargetError",
     "IncompatibleModuleError", "BuildError", "MissingToolError", "CorruptRecordError",
 ]

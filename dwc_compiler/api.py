@@ -13,6 +13,7 @@ from .errors import InvalidArgumentError
 from .ops.depthwise import DepthwiseSpec
 from .ops.separable import SeparableSpec
 from .ops.tf_params import canonical_dtype
+from .runtime import Kernel
 from .runtime.arrays import as_numpy
 
 _kernels: dict[tuple, Any] = {}
@@ -92,16 +93,39 @@ def depthwise_conv2d(input: Any, filter: Any, strides: Any, padding: Any,
         kernel = None
     if kernel is not None:
         return kernel.call(input, filter) if bias is None else kernel.call(input, filter, bias)
-    input = _array_of(input, "input")
-    filter = _array_of(filter, "filter")
-    inputs = (input, filter) if bias is None else (input, filter, _array_of(bias, "bias"))
-    key = _cache_key(input, filter, strides, padding, data_format, dilations, target, bias, activation,
-                     filter_format)
+    inputs = _depthwise_inputs(input, filter, bias)
+    return _depthwise_kernel_of(inputs, strides, padding, data_format, dilations, target, activation,
+                                filter_format)(*inputs)
+
+
+def depthwise_kernel(input: Any, filter: Any, strides: Any, padding: Any, data_format: str | None = "NHWC",
+                     dilations: Any = None, target: str = "host", bias: Any = None, activation: str | None = None,
+                     filter_format: str = "HWCM") -> Kernel:
+    """The cached :class:`~dwc_compiler.runtime.Kernel` that :func:`depthwise_conv2d` runs for
+    these arguments (compiled on first use), for callers that run it many times on arrays of one
+    signature: ``kernel.call(input, filter)`` (or ``(input, filter, bias)``) skips the argument
+    parsing and cache lookup of each :func:`depthwise_conv2d` call. The arrays only give shapes
+    and dtypes; the arguments are those of :func:`depthwise_conv2d`, with the same errors."""
+    return _depthwise_kernel_of(_depthwise_inputs(input, filter, bias), strides, padding, data_format, dilations,
+                                target, activation, filter_format)
+
+
+def _depthwise_inputs(input: Any, filter: Any, bias: Any) -> tuple:
+    """The arrays of a depthwise call as the kernel takes them (see :func:`_array_of`)."""
+    arrays = (_array_of(input, "input"), _array_of(filter, "filter"))
+    return arrays if bias is None else (*arrays, _array_of(bias, "bias"))
+
+
+def _depthwise_kernel_of(inputs: tuple, strides, padding, data_format, dilations, target, activation,
+                         filter_format) -> Kernel:
+    input, filter, *bias = inputs
+    key = _cache_key(input, filter, strides, padding, data_format, dilations, target, bias[0] if bias else None,
+                     activation, filter_format)
     kernel = _kernels.get(key)
     if kernel is None:
         kernel = _compile_for(key, inputs, strides, padding, data_format, dilations, target, activation,
                               filter_format)
-    return kernel(*inputs)
+    return kernel
 
 
 def _cache_key(input, filter, strides, padding, data_format, dilations, target, bias, activation,
@@ -189,10 +213,8 @@ def separable_conv2d(input: Any, depthwise_filter: Any, pointwise_filter: Any, s
         InvalidSpecError, InvalidArgumentError: naming the parameter at fault.
         UnknownTargetError: for a target name that is not known.
     """
-    parameters = (strides if type(strides) is int else _hashable(strides),
-                  padding if type(padding) is str else _hashable(padding), data_format,
-                  dilations if dilations is None else _hashable(dilations), target,
-                  depthwise_bias is None, depthwise_activation, pointwise_bias is None, pointwise_activation)
+    parameters = _separable_parameters(strides, padding, data_format, dilations, target, depthwise_bias,
+                                       depthwise_activation, pointwise_bias, pointwise_activation)
     biases = [bias for bias in (depthwise_bias, pointwise_bias) if bias is not None]
     try:
         kernel = _kernels[_separable_key(input, depthwise_filter, pointwise_filter, parameters)]
@@ -200,24 +222,60 @@ def separable_conv2d(input: Any, depthwise_filter: Any, pointwise_filter: Any, s
         kernel = None
     if kernel is not None:  # the lean path: the kernel checks what the key does not cover
         return kernel.call(input, depthwise_filter, pointwise_filter, *biases)
+    named = _separable_inputs(input, depthwise_filter, pointwise_filter, depthwise_bias, pointwise_bias)
+    return _separable_kernel_of(named, parameters, strides, padding, data_format, dilations, target,
+                                depthwise_activation, pointwise_activation)(*named.values())
+
+
+def separable_kernel(input: Any, depthwise_filter: Any, pointwise_filter: Any, strides: Any, padding: Any,
+                     data_format: str | None = "NHWC", dilations: Any = None, target: str = "host",
+                     depthwise_bias: Any = None, depthwise_activation: str | None = None,
+                     pointwise_bias: Any = None, pointwise_activation: str | None = None) -> Kernel:
+    """The cached :class:`~dwc_compiler.runtime.Kernel` that :func:`separable_conv2d` runs for
+    these arguments (compiled on first use): ``kernel.call(input, depthwise_filter,
+    pointwise_filter, *biases)`` (the biases that were passed, in that order) skips the argument
+    parsing and cache lookup of each call. The arrays only give shapes and dtypes."""
+    parameters = _separable_parameters(strides, padding, data_format, dilations, target, depthwise_bias,
+                                       depthwise_activation, pointwise_bias, pointwise_activation)
+    named = _separable_inputs(input, depthwise_filter, pointwise_filter, depthwise_bias, pointwise_bias)
+    return _separable_kernel_of(named, parameters, strides, padding, data_format, dilations, target,
+                                depthwise_activation, pointwise_activation)
+
+
+def _separable_parameters(strides, padding, data_format, dilations, target, depthwise_bias, depthwise_activation,
+                          pointwise_bias, pointwise_activation) -> tuple:
+    """The non-array part of a separable call's cache key."""
+    return (strides if type(strides) is int else _hashable(strides),
+            padding if type(padding) is str else _hashable(padding), data_format,
+            dilations if dilations is None else _hashable(dilations), target,
+            depthwise_bias is None, depthwise_activation, pointwise_bias is None, pointwise_activation)
+
+
+def _separable_inputs(input, depthwise_filter, pointwise_filter, depthwise_bias, pointwise_bias) -> dict[str, Any]:
+    """The arrays of a separable call by parameter name, as the kernel takes them."""
     named = {"input": _array_of(input, "input"), "depthwise_filter": _array_of(depthwise_filter, "depthwise_filter"),
              "pointwise_filter": _array_of(pointwise_filter, "pointwise_filter")}
     if depthwise_bias is not None:
         named["depthwise_bias"] = _array_of(depthwise_bias, "depthwise_bias")
     if pointwise_bias is not None:
         named["pointwise_bias"] = _array_of(pointwise_bias, "pointwise_bias")
+    return named
+
+
+def _separable_kernel_of(named: dict[str, Any], parameters: tuple, strides, padding, data_format, dilations, target,
+                         depthwise_activation, pointwise_activation) -> Kernel:
     key = _separable_key(named["input"], named["depthwise_filter"], named["pointwise_filter"], parameters)
     kernel = _kernels.get(key)
     if kernel is None:
         spec = SeparableSpec.create(
             tuple(named["input"].shape), tuple(named["depthwise_filter"].shape),
             tuple(named["pointwise_filter"].shape), strides, padding, data_format, dilations, _common_dtype(named),
-            with_depthwise_bias=depthwise_bias is not None, depthwise_activation=depthwise_activation,
-            with_pointwise_bias=pointwise_bias is not None, pointwise_activation=pointwise_activation)
+            with_depthwise_bias="depthwise_bias" in named, depthwise_activation=depthwise_activation,
+            with_pointwise_bias="pointwise_bias" in named, pointwise_activation=pointwise_activation)
         _check_bias(named.get("depthwise_bias"), "depthwise_bias", spec.depthwise_channels, "C*M")
         _check_bias(named.get("pointwise_bias"), "pointwise_bias", spec.out_channels, "out_channels O")
         kernel = _cached_build(key, spec, target)
-    return kernel(*named.values())
+    return kernel
 
 
 def _separable_key(input, depthwise_filter, pointwise_filter, parameters: tuple) -> tuple:

@@ -177,3 +177,29 @@ def test_results_never_alias_arrays_the_caller_still_holds(kernel):
     for result in (first, third):
         assert max_relative_error(result, expected) < 1e-5
     assert max_relative_error(view, expected[0, 1:]) < 1e-5
+
+
+def test_depthwise_and_separable_kernel_give_the_api_kernels(monkeypatch):
+    """depthwise_kernel / separable_kernel return the kernel the API call runs for the same
+    arguments (compiled once, shared), whose call gives the API's result; a bad argument is
+    named as the API names it."""
+    from dwc_compiler import api
+
+    rng = np.random.default_rng(1)
+    data, weights = random_inputs(SPEC)
+    bias = rng.random(32).astype(np.float32)
+    with pytest.raises(dwc.InvalidSpecError, match="activation"):
+        dwc.depthwise_kernel(data, weights, 1, "SAME", activation="gelu")
+    kernel = dwc.depthwise_kernel(data, weights, 1, "SAME", bias=bias, activation="relu6")
+    monkeypatch.setattr(api, "_compile_for", lambda *args: pytest.fail("compiled a cached kernel again"))
+    expected = dwc.depthwise_conv2d(data, weights, 1, "SAME", bias=bias, activation="relu6")
+    np.testing.assert_array_equal(kernel.call(data, weights, bias), expected)
+    reference = np.clip(SPEC.reference(data, weights) + bias, 0, 6)
+    assert max_relative_error(expected, reference) < 1e-5
+
+    pointwise = rng.random((1, 1, 32, 8)).astype(np.float32)
+    separable = dwc.separable_kernel(data, weights, pointwise, 1, "SAME", pointwise_bias=bias[:8])
+    monkeypatch.setattr(api, "_cached_build", lambda *args: pytest.fail("compiled a cached kernel again"))
+    fused = dwc.separable_conv2d(data, weights, pointwise, 1, "SAME", pointwise_bias=bias[:8])
+    np.testing.assert_array_equal(separable.call(data, weights, pointwise, bias[:8]), fused)
+    assert max_relative_error(fused, SPEC.reference(data, weights) @ pointwise[0, 0] + bias[:8]) < 1e-5

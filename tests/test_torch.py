@@ -243,3 +243,46 @@ def test_jit_trace_records_the_ops(models):
         assert kinds.count("dwc::separable_conv2d") == 3 and kinds.count("dwc::depthwise_conv2d") == 1
         data = torch.randn(1, 3, 33, 31)
         assert max_relative_error(traced(data).numpy(), model(data).numpy()) < 1e-5
+
+
+def test_eager_module_follows_its_settings_weights_and_inputs():
+    """The eager forward keeps one kernel per input signature: changing the module's stride or
+    activation, its weights (in place, as load_state_dict does, or by .double()), or the input's
+    memory format, dtype or contiguity gives the result PyTorch's conv gives for the new state."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 16, 3, 1, 1, groups=8).eval()
+    module = dwc_torch.replace_depthwise(nn.Sequential(copy.deepcopy(conv)))[0]
+
+    def check(data, reference_conv, activation=lambda y: y):
+        expected = activation(reference_conv(data))
+        result = module(data)
+        assert result.shape == expected.shape and result.dtype == expected.dtype
+        assert result.is_contiguous(memory_format=torch.channels_last) == dwc_torch._is_channels_last(data)
+        assert max_relative_error(result.numpy(), expected.numpy()) < 1e-5
+
+    with torch.no_grad():
+        data = torch.randn(2, 8, 9, 11)
+        check(data, conv)
+        check(data.contiguous(memory_format=torch.channels_last), conv)
+        check(data[:, :, :, 1:], conv)  # not contiguous: copied by the kernel's checked call
+        module.stride, conv.stride = [2, 2], (2, 2)
+        check(data, conv)
+        module.activation = "relu6"
+        check(data, conv, functional.relu6)
+        update = {"weight": torch.randn(16, 1, 3, 3), "bias": torch.randn(16)}
+        module.load_state_dict(update)
+        conv.load_state_dict(update)
+        check(data, conv, functional.relu6)
+        module.double()
+        check(data.double(), conv.double(), functional.relu6)
+    check(torch.randn(1, 8, 9, 11, dtype=torch.float64, requires_grad=True).detach().requires_grad_(), conv,
+          lambda y: functional.relu6(y).detach())
+
+
+def test_eager_module_names_a_tensor_off_the_cpu():
+    """A tensor on another device is refused by name, not handed to the CPU kernel."""
+    import dwc_compiler as dwc
+
+    module = dwc_torch.replace_depthwise(nn.Sequential(nn.Conv2d(8, 8, 3, 1, 1, groups=8).eval()))[0]
+    with pytest.raises(dwc.InvalidArgumentError, match="input: .*CPU tensors, got one on meta"):
+        module(torch.empty(1, 8, 5, 5, device="meta"))
