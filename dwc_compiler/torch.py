@@ -185,8 +185,9 @@ class _KernelWeights(nn.Module):
     relays every 4-D parameter; a relaid weight would be copied back on every call).
 
     Eagerly (:func:`_eager`) the module keeps the kernel of its last input signature and calls
-    it with its parameters as they are: a module call on a 7x7x960 input went from 27.5 to ~17 us
-    (the op's implementation parses its arguments, detaches and looks the kernel up every time).
+    it with its parameters as they are; the op's implementation parses its arguments, detaches
+    the weights and looks the kernel up on every call (7x7x960: 20.4 us a module call against
+    23.4 us for the op's implementation alone, paired, 21 rounds).
     """
 
     # What the kept kernel call was made for: (input shape, strides, dtype, on the CPU, settings).
