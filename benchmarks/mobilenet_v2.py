@@ -106,15 +106,31 @@ def _set_threads(threads: int) -> None:
 
 
 ALONE_WARMUP, ALONE_TIMED = 2, 5  # each round's block of a layer called alone
+SWEPT_CALLS = 3  # each round's calls of a layer alone right after sweeping the caches
+SWEEP_BYTES = 8 << 20  # more than this machine's 2 MB L2 per core, far less than its L3
+
+
+def _swept_call_us(call, sweep: np.ndarray) -> float:
+    """The median time of a few calls of `call`, each right after reading `sweep` (which evicts
+    the L2 and L1 caches: what the model's other layers do between two depthwise layers)."""
+    times = []
+    for _ in range(SWEPT_CALLS):
+        sweep.sum()
+        begin = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - begin) * 1e6)
+    return statistics.median(times)
 
 
 def _inside_and_alone(model, data, layers: list, rounds: int) -> tuple[list[dict], float]:
     """Per layer of `layers` (modules of `model`): its time inside the model (forward hooks) and
     alone on the same input, in interleaved rounds: each round one forward, then each layer alone
     (a few warm-up calls, then a block of calls on the input it just had), so both meet the
-    machine in the same state. Returns the rows (medians over rounds; ``inside_over_alone`` the
-    median of the per-round ratios) and the median share of the forward's time in `layers`."""
+    machine in the same state, and alone right after a sweep of the caches (``swept_us``).
+    Returns the rows (medians over rounds; ``inside_over_alone`` and ``inside_over_swept`` the
+    medians of the per-round ratios) and the median share of the forward's time in `layers`."""
     started, inputs, inside = {}, {}, {}
+    sweep = np.ones(SWEEP_BYTES // 8)
 
     def before(index):
         def hook(module, args):
@@ -129,7 +145,7 @@ def _inside_and_alone(model, data, layers: list, rounds: int) -> tuple[list[dict
 
     handles = [layer.register_forward_pre_hook(before(i)) for i, layer in enumerate(layers)]
     handles += [layer.register_forward_hook(after(i)) for i, layer in enumerate(layers)]
-    samples = {index: [] for index in range(len(layers))}  # (inside, alone) per round
+    samples = {index: [] for index in range(len(layers))}  # (inside, alone, swept) per round
     shares = []
     try:
         with torch.inference_mode():
@@ -142,7 +158,8 @@ def _inside_and_alone(model, data, layers: list, rounds: int) -> tuple[list[dict
                 this_round = dict(inside)
                 for index, layer in enumerate(layers):
                     alone = block_mean_us(lambda: layer(inputs[index]), ALONE_WARMUP, ALONE_TIMED)
-                    samples[index].append((this_round[index], alone))
+                    swept = _swept_call_us(lambda: layer(inputs[index]), sweep)
+                    samples[index].append((this_round[index], alone, swept))
     finally:
         for handle in handles:
             handle.remove()
@@ -150,7 +167,9 @@ def _inside_and_alone(model, data, layers: list, rounds: int) -> tuple[list[dict
              "stride": list(layer.stride),
              "inside_us": statistics.median(pair[0] for pair in samples[index]),
              "alone_us": statistics.median(pair[1] for pair in samples[index]),
-             "inside_over_alone": statistics.median(pair[0] / pair[1] for pair in samples[index])}
+             "swept_us": statistics.median(pair[2] for pair in samples[index]),
+             "inside_over_alone": statistics.median(pair[0] / pair[1] for pair in samples[index]),
+             "inside_over_swept": statistics.median(pair[0] / pair[2] for pair in samples[index])}
             for index, layer in enumerate(layers)]
     return rows, statistics.median(shares)
 
@@ -253,27 +272,31 @@ def main() -> None:
               f"(tvm.compile's default pipeline for the host, no MetaSchedule tuning) with and without "
               f"offload_depthwise; layer times inside the model from forward hooks, {2 * rounds} rounds of one "
               f"forward then each layer alone ({ALONE_WARMUP} warm-up, {ALONE_TIMED} timed calls) on the input it had; "
-              f"inside / alone the median of per-round ratios")
+              f"inside / alone the median of per-round ratios; swept: {SWEPT_CALLS} calls alone, each right after "
+              f"reading {SWEEP_BYTES >> 20} MB")
     speedups = list(rows[0]["speedups"])
     table = ["| threads | batch | " + " | ".join(f"{way} (ms)" for way in ways) + " | "
              + " | ".join(speedups) + " |", "|---:|---:|" + "---:|" * (len(ways) + len(speedups))]
     for row in rows:
         table.append(f"| {row['threads']} | {row['batch']} | " + " | ".join(f"{row['median_ms'][w]:.2f}" for w in ways)
                      + " | " + " | ".join(f"{row['speedups'][name]:.2f}x" for name in speedups) + " |")
-    table += ["", "dwc layers inside the model against the same layer alone (channels_last; worst of each kind), "
-                  "and the share of the forward time in them:", "",
-              "| threads | batch | depthwise share, PyTorch | worst inside / alone, PyTorch's depthwise convs | "
-              "depthwise share, torch+dwc-dw | worst inside / alone, "
-              "depthwise kernels (17) | separable kernels' share, torch+dwc | worst inside / alone, separable "
-              "kernels (17) |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    kinds = (("PyTorch's depthwise convs", "pytorch_depthwise_layers", "torch channels_last"),
+             ("dwc depthwise kernels (torch+dwc-dw)", "depthwise_layers", "torch+dwc-dw channels_last"),
+             ("dwc separable kernels (torch+dwc)", "layers", "torch+dwc channels_last (separable kernels)"))
+    table += ["", "Layers inside the model against the same layer alone, warm and right after an "
+                  f"{SWEEP_BYTES >> 20} MB sweep of the caches (channels_last; per kind: the share of the forward "
+                  "time, the worst inside / alone, and the range of inside / swept):", "",
+              "| threads | batch | " + " | ".join(f"{name}: share | worst inside / alone | inside / swept"
+                                                   for name, _, _ in kinds) + " |",
+              "|---:|---:|" + "---:|---:|---:|" * len(kinds)]
     for row in rows:
-        share = row["depthwise_share"]
-        table.append(f"| {row['threads']} | {row['batch']} | {100 * share['torch channels_last']:.0f}% | "
-                     f"{row['pytorch_worst_inside_over_alone']:.2f}x | "
-                     f"{100 * share['torch+dwc-dw channels_last']:.0f}% | "
-                     f"{max(layer['inside_over_alone'] for layer in row['depthwise_layers']):.2f}x | "
-                     f"{100 * share['torch+dwc channels_last (separable kernels)']:.0f}% | "
-                     f"{max(layer['inside_over_alone'] for layer in row['layers'] if layer['kind'] == 'SeparableConv2d'):.2f}x |")
+        cells = []
+        for _, key, share_key in kinds:
+            ratios = [layer["inside_over_swept"] for layer in row[key]]
+            cells += [f"{100 * row['depthwise_share'][share_key]:.0f}%",
+                      f"{max(layer['inside_over_alone'] for layer in row[key]):.2f}x",
+                      f"{min(ratios):.2f}-{max(ratios):.2f}x"]
+        table.append(f"| {row['threads']} | {row['batch']} | " + " | ".join(cells) + " |")
     markdown = write_results(RESULTS, "mobilenet-v2", "MobileNetV2 end to end: PyTorch, ONNX Runtime and TVM, "
                              "with and without dwc", method, {"rounds": rounds, "rows": rows}, table)
     _plot(rows, markdown.with_suffix(".png"))
