@@ -225,6 +225,8 @@ class DepthwiseConv2d(_KernelWeights):
     activation of a replaced ``nn.Conv2d`` (with any folded BatchNorm and ReLU/ReLU6).
 
     Attributes:
+        in_channels: C, the input channels the ``nn.Conv2d`` took (its ``groups``); None when
+            constructing means the weight's ``C*M`` (a multiplier of 1).
         stride, padding, dilation: as the ``nn.Conv2d`` had them.
         activation: ``"none"``, ``"relu"`` or ``"relu6"``, applied inside the kernel.
         target: the dwc target the kernels are compiled for.
@@ -232,17 +234,19 @@ class DepthwiseConv2d(_KernelWeights):
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int],
                  padding: tuple[int, int], dilation: tuple[int, int], activation: str = "none",
-                 target: str = "host") -> None:
+                 target: str = "host", in_channels: int | None = None) -> None:
         super().__init__()
         self.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
         self.stride, self.padding, self.dilation = list(stride), list(padding), list(dilation)
         self.activation, self.target = activation, target
+        self.in_channels = weight.shape[0] if in_channels is None else in_channels
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         """The convolution with its epilogue: the kept kernel when eager, else (traced)
         ``torch.ops.dwc.depthwise_conv2d`` (see :func:`_eager`)."""
         if not _eager(input):
+            self._check_channels(input)
             return torch.ops.dwc.depthwise_conv2d(input, self.weight, self.bias, self.stride, self.padding,
                                                   self.dilation, self.activation, self.target)
         parameters = self._parameters
@@ -251,13 +255,22 @@ class DepthwiseConv2d(_KernelWeights):
                                (self.stride, self.padding, self.dilation, self.activation, self.target, bias is None),
                                self._kernel_for)
 
+    def _check_channels(self, input: torch.Tensor) -> None:
+        """PyTorch's rule: the input has the replaced conv's channels (the op alone, like
+        ``F.conv2d(groups=C)``, would take any C dividing the weight's ``C*M`` as a multiplier)."""
+        if input.dim() == 4 and input.shape[1] != self.in_channels:
+            raise InvalidArgumentError(f"input: expected {self.in_channels} channels (dim 1 of [N, C, H, W]), "
+                                       f"got {input.shape[1]}")
+
     def _kernel_for(self, input: torch.Tensor):
+        self._check_channels(input)
         channels_last, data, geometry = _as_dwc_call(input, self.stride, self.padding, self.dilation)
         return _depthwise_kernel(data, self.weight.detach(), *geometry, self.target,
                                  None if self.bias is None else self.bias.detach(), self.activation, "OIHW")
 
     def extra_repr(self) -> str:
-        return (f"{self.weight.shape[0]}, kernel={tuple(self.weight.shape[2:])}, stride={tuple(self.stride)}, "
+        return (f"{self.in_channels} -> {self.weight.shape[0]}, kernel={tuple(self.weight.shape[2:])}, "
+                f"stride={tuple(self.stride)}, "
                 f"padding={tuple(self.padding)}, dilation={tuple(self.dilation)}, bias={self.bias is not None}, "
                 f"activation={self.activation}, target={self.target}")
 
@@ -430,7 +443,8 @@ def _replace_in_sequence(sequence: nn.Sequential, target: str, fuse_pointwise: b
 
 def _swap(conv: nn.Conv2d, norm: nn.BatchNorm2d | None, activation: str, target: str) -> DepthwiseConv2d:
     weight, bias = _folded(conv, norm)
-    return DepthwiseConv2d(weight, bias, conv.stride, conv.padding, conv.dilation, activation, target)
+    return DepthwiseConv2d(weight, bias, conv.stride, conv.padding, conv.dilation, activation, target,
+                           conv.in_channels)
 
 
 def _fuse(depthwise: nn.Conv2d, norm: nn.BatchNorm2d | None, activation: str, pointwise: nn.Conv2d,

@@ -279,10 +279,19 @@ def test_eager_module_follows_its_settings_weights_and_inputs():
           lambda y: functional.relu6(y).detach())
 
 
-def test_eager_module_names_a_tensor_off_the_cpu():
-    """A tensor on another device is refused by name, not handed to the CPU kernel."""
+def test_module_names_a_wrong_input():
+    """A tensor on another device, or with other channels than the replaced conv took (which
+    the op alone would read as a channel multiplier), is refused by name, as PyTorch refuses it."""
     import dwc_compiler as dwc
 
-    module = dwc_torch.replace_depthwise(nn.Sequential(nn.Conv2d(8, 8, 3, 1, 1, groups=8).eval()))[0]
+    conv = nn.Conv2d(8, 8, 3, 1, 1, groups=8).eval()
+    module = dwc_torch.replace_depthwise(nn.Sequential(copy.deepcopy(conv)))[0]
+    assert module.in_channels == 8
     with pytest.raises(dwc.InvalidArgumentError, match="input: .*CPU tensors, got one on meta"):
         module(torch.empty(1, 8, 5, 5, device="meta"))
+    with pytest.raises(RuntimeError):
+        conv(torch.randn(1, 4, 5, 5))
+    with pytest.raises(dwc.InvalidArgumentError, match="input: expected 8 channels .*got 4"):
+        module(torch.randn(1, 4, 5, 5))
+    with torch.no_grad(), pytest.raises(dwc.InvalidArgumentError, match="input: expected 8 channels"):
+        torch.jit.trace(module, (torch.randn(1, 4, 5, 5),))
