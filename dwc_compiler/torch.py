@@ -392,6 +392,9 @@ def replace_depthwise(model: nn.Module, target: str = "host", fuse_pointwise: bo
     Returns:
         `model`.
     """
+    if isinstance(model, nn.Sequential):  # the model itself may be the sequence
+        _replace_in_sequence(model, target, fuse_pointwise)
+        return model
     for name, child in list(model.named_children()):
         if isinstance(child, nn.Sequential):
             _replace_in_sequence(child, target, fuse_pointwise)

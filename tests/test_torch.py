@@ -295,3 +295,19 @@ def test_module_names_a_wrong_input():
         module(torch.randn(1, 4, 5, 5))
     with torch.no_grad(), pytest.raises(dwc.InvalidArgumentError, match="input: expected 8 channels"):
         torch.jit.trace(module, (torch.randn(1, 4, 5, 5),))
+
+
+def test_a_sequential_model_is_folded_and_fused_itself():
+    """replace_depthwise on an nn.Sequential (not one inside a model) folds and fuses its own
+    layers: the block becomes one SeparableConv2d, and computes what PyTorch computes."""
+    block = _block(8, 1, 3, 1, 1, True, 16).eval()
+    for norm in (block[1], block[4]):
+        norm.running_mean.uniform_(-1, 1)
+        norm.running_var.uniform_(0.5, 2)
+    data = torch.randn(2, 8, 9, 9)
+    with torch.no_grad():
+        expected = block(data)
+        replaced = dwc_torch.replace_depthwise(copy.deepcopy(block))
+        assert isinstance(replaced[0], dwc_torch.SeparableConv2d)
+        assert all(isinstance(module, nn.Identity) for module in list(replaced)[1:])
+        assert max_relative_error(replaced(data).numpy(), expected.numpy()) < 1e-5
