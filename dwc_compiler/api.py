@@ -105,7 +105,8 @@ def depthwise_kernel(input: Any, filter: Any, strides: Any, padding: Any, data_f
     these arguments (compiled on first use), for callers that run it many times on arrays of one
     signature: ``kernel.call(input, filter)`` (or ``(input, filter, bias)``) skips the argument
     parsing and cache lookup of each :func:`depthwise_conv2d` call. The arrays only give shapes
-    and dtypes; the arguments are those of :func:`depthwise_conv2d`, with the same errors."""
+    and dtypes; the arguments are those of :func:`depthwise_conv2d`. Bad arguments are named when
+    the kernel is first made; for a signature already cached, the kernel's call names them."""
     return _depthwise_kernel_of(_depthwise_inputs(input, filter, bias), strides, padding, data_format, dilations,
                                 target, activation, filter_format)
 
@@ -234,7 +235,8 @@ def separable_kernel(input: Any, depthwise_filter: Any, pointwise_filter: Any, s
     """The cached :class:`~dwc_compiler.runtime.Kernel` that :func:`separable_conv2d` runs for
     these arguments (compiled on first use): ``kernel.call(input, depthwise_filter,
     pointwise_filter, *biases)`` (the biases that were passed, in that order) skips the argument
-    parsing and cache lookup of each call. The arrays only give shapes and dtypes."""
+    parsing and cache lookup of each call. The arrays only give shapes and dtypes; bad arguments
+    are named as by :func:`depthwise_kernel`."""
     parameters = _separable_parameters(strides, padding, data_format, dilations, target, depthwise_bias,
                                        depthwise_activation, pointwise_bias, pointwise_activation)
     named = _separable_inputs(input, depthwise_filter, pointwise_filter, depthwise_bias, pointwise_bias)

@@ -16,8 +16,10 @@ and ``[1, 1, C*M, O]``; :class:`SeparableConv2d` converts a model's weights once
 :func:`replace_depthwise` swaps every depthwise ``nn.Conv2d`` of a model for a module calling these
 ops, folding an eval-mode ``BatchNorm2d`` and a ``ReLU``/``ReLU6`` that follow it in an
 ``nn.Sequential`` into the kernel's bias and epilogue; where a pointwise ``nn.Conv2d`` (1x1, with
-its own BatchNorm and activation) follows in the same ``nn.Sequential``, as in every MobileNet
-block, the two become one fused separable kernel, whose depthwise result never reaches memory.
+its own BatchNorm and activation) follows in the same ``nn.Sequential`` (or right after the
+sequence holding just the depthwise conv, its BatchNorm and activation, as torchvision's
+MobileNet blocks nest them), the two become one fused separable kernel, whose depthwise result
+never reaches memory.
 Kernels compile once per shape and target and are cached for the process.
 
 PyTorch's and TVM's thread pools share the cores: each keeps its workers spinning for a while
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from typing import Optional
 
 import torch
@@ -67,6 +70,17 @@ def _is_channels_last(tensor: torch.Tensor) -> bool:
     """Whether `tensor` is laid out channels_last (NHWC memory) rather than contiguous NCHW."""
     return tensor.dim() == 4 and not tensor.is_contiguous() and tensor.is_contiguous(
         memory_format=torch.channels_last)
+
+
+INFERENCE_ONLY = ("dwc's modules and ops compute without gradients: no gradient flows back through them "
+                  "(run the model under torch.no_grad() or torch.inference_mode())")
+
+
+def _warn_if_gradients_wanted(input: torch.Tensor) -> None:
+    """A warning (once per place, as Python shows them) when `input` carries a gradient graph
+    that dwc's output cuts."""
+    if input.requires_grad and torch.is_grad_enabled():
+        warnings.warn(INFERENCE_ONLY, stacklevel=3)
 
 
 def _depthwise_conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: list[int],
@@ -110,6 +124,22 @@ def _as_dwc_call(input: torch.Tensor, stride: list[int], padding: list[int], dil
 def _from_dwc(result, channels_last: bool) -> torch.Tensor:
     """dwc's output as the tensor PyTorch expects: NCHW-shaped, in the input's memory format."""
     return torch.from_numpy(result.transpose(0, 3, 1, 2) if channels_last else result)
+
+
+def _register_inference_only(op, argument_count: int) -> None:
+    """An autograd formula for `op` that passes no gradient back (dwc computes inference only)
+    and warns where a gradient was wanted: the op then traces under ``torch.compile`` with
+    gradients enabled as it runs eagerly, rather than failing for want of a formula."""
+    def setup_context(ctx, inputs, output):
+        _warn_if_gradients_wanted(inputs[0])
+
+    def backward(ctx, grad_output):
+        return (None,) * argument_count
+
+    op.register_autograd(backward, setup_context=setup_context)
+
+
+_register_inference_only(depthwise_conv2d, 8)
 
 
 @depthwise_conv2d.register_fake
@@ -163,6 +193,9 @@ separable_conv2d = torch.library.custom_op("dwc::separable_conv2d", mutates_args
                                            device_types="cpu")(_separable_conv2d)
 
 
+_register_inference_only(separable_conv2d, 11)
+
+
 @separable_conv2d.register_fake
 def _(input, depthwise_filter, pointwise_filter, depthwise_bias, pointwise_bias, stride, padding, dilation,
       depthwise_activation="none", pointwise_activation="none", target="host"):
@@ -188,20 +221,35 @@ class _KernelWeights(nn.Module):
     it with its parameters as they are; the op's implementation parses its arguments, detaches
     the weights and looks the kernel up on every call (7x7x960: 20.4 us a module call against
     23.4 us for the op's implementation alone, paired, 21 rounds).
+
+    Subclasses set ``in_channels``: the input channels PyTorch's conv took.
     """
 
-    # What the kept kernel call was made for: (input shape, strides, dtype, on the CPU, settings).
-    _eager_signature: tuple | None = None
-    _eager_call = None
-    _eager_channels_last = False
+    in_channels: int
+    # The kept kernel: (the signature it was made for, its Kernel.call, channels_last), replaced
+    # as a whole, so that threads calling the module at once never pair one input with another
+    # input's kernel. A cache: dropped when the module is pickled or converted.
+    _eager_kernel: tuple | None = None
 
     def _apply(self, fn, recurse=True):
         super()._apply(fn, recurse)
         for parameter in self.parameters(recurse=False):
             if not parameter.is_contiguous():
                 parameter.data = parameter.data.contiguous()
-        self._eager_signature = None  # the weights may have a new dtype
+        self._eager_kernel = None  # the weights may have a new dtype
         return self
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_eager_kernel", None)  # a compiled function: not picklable, remade on the next call
+        return state
+
+    def _check_channels(self, input: torch.Tensor) -> None:
+        """PyTorch's rule: the input has the replaced conv's channels (dwc's depthwise op, like
+        ``F.conv2d(groups=C)``, would read another C dividing the weight's ``C*M`` as a multiplier)."""
+        if input.dim() == 4 and input.shape[1] != self.in_channels:
+            raise InvalidArgumentError(f"input: expected {self.in_channels} channels (dim 1 of [N, C, H, W]), "
+                                       f"got {input.shape[1]}")
 
     def _eager_run(self, input: torch.Tensor, arrays: tuple, settings: tuple, make_kernel) -> torch.Tensor:
         """The kernel for `input` and the module's `settings` (any value whose change needs another
@@ -209,15 +257,19 @@ class _KernelWeights(nn.Module):
         a new signature. Wrong arrays (a non-contiguous input, a dtype the kernel does not take)
         are refused by the compiled function and then copied or named by the kernel's checked call."""
         signature = (input.shape, input.stride(), input.dtype, input.is_cpu, settings)  # strides: the memory format
-        if signature != self._eager_signature:
+        kept = self._eager_kernel
+        if kept is None or kept[0] != signature:
             if not input.is_cpu:
                 raise InvalidArgumentError(f"input: dwc's modules compute on CPU tensors, got one on {input.device}")
-            self._eager_call, self._eager_channels_last = make_kernel(input).call, _is_channels_last(input)
-            self._eager_signature = copy.deepcopy(signature)
-        if self._eager_channels_last:  # NHWC memory, seen as such (NumPy's view is cheaper than permute)
+            self._check_channels(input)
+            kept = (copy.deepcopy(signature), make_kernel(input).call, _is_channels_last(input))
+            self._eager_kernel = kept
+        _warn_if_gradients_wanted(input)
+        _, call, channels_last = kept
+        if channels_last:  # NHWC memory, seen as such (NumPy's view is cheaper than permute)
             data = (input.detach() if input.requires_grad else input).numpy().transpose(0, 2, 3, 1)
-            return torch.from_numpy(self._eager_call(data, *arrays).transpose(0, 3, 1, 2))
-        return torch.from_numpy(self._eager_call(input, *arrays))
+            return torch.from_numpy(call(data, *arrays).transpose(0, 3, 1, 2))
+        return torch.from_numpy(call(input, *arrays))
 
 
 class DepthwiseConv2d(_KernelWeights):
@@ -255,15 +307,7 @@ class DepthwiseConv2d(_KernelWeights):
                                (self.stride, self.padding, self.dilation, self.activation, self.target, bias is None),
                                self._kernel_for)
 
-    def _check_channels(self, input: torch.Tensor) -> None:
-        """PyTorch's rule: the input has the replaced conv's channels (the op alone, like
-        ``F.conv2d(groups=C)``, would take any C dividing the weight's ``C*M`` as a multiplier)."""
-        if input.dim() == 4 and input.shape[1] != self.in_channels:
-            raise InvalidArgumentError(f"input: expected {self.in_channels} channels (dim 1 of [N, C, H, W]), "
-                                       f"got {input.shape[1]}")
-
     def _kernel_for(self, input: torch.Tensor):
-        self._check_channels(input)
         channels_last, data, geometry = _as_dwc_call(input, self.stride, self.padding, self.dilation)
         return _depthwise_kernel(data, self.weight.detach(), *geometry, self.target,
                                  None if self.bias is None else self.bias.detach(), self.activation, "OIHW")
@@ -308,11 +352,13 @@ class SeparableConv2d(_KernelWeights):
         self.stride, self.padding, self.dilation = list(stride), list(padding), list(dilation)
         self.depthwise_activation, self.pointwise_activation, self.target = (
             depthwise_activation, pointwise_activation, target)
+        self.in_channels = in_channels
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         """Both convolutions with their epilogues: the kept kernel when eager, else (traced)
         ``torch.ops.dwc.separable_conv2d`` (see :func:`_eager`)."""
         if not _eager(input):
+            self._check_channels(input)
             return torch.ops.dwc.separable_conv2d(
                 input, self.depthwise_filter, self.pointwise_filter, self.depthwise_bias, self.pointwise_bias,
                 self.stride, self.padding, self.dilation, self.depthwise_activation, self.pointwise_activation,
@@ -390,8 +436,10 @@ def replace_depthwise(model: nn.Module, target: str = "host", fuse_pointwise: bo
     as it is.
 
     Returns:
-        `model`.
+        `model`; when `model` itself is a depthwise ``nn.Conv2d``, its replacement.
     """
+    if is_depthwise(model):  # nothing to swap in place: the replacement is the result
+        return _swap(model, None, "none", target)
     if isinstance(model, nn.Sequential):  # the model itself may be the sequence
         _replace_in_sequence(model, target, fuse_pointwise)
         return model
@@ -420,28 +468,51 @@ def _replace_in_sequence(sequence: nn.Sequential, target: str, fuse_pointwise: b
     index = 0
     while index < len(names):
         module = modules[index]
-        if not is_depthwise(module):
-            if isinstance(module, nn.Sequential):
-                _replace_in_sequence(module, target, fuse_pointwise)
-            else:
-                replace_depthwise(module, target, fuse_pointwise)
-            index += 1
-            continue
-        norm, activation = _epilogue_after(modules[index + 1:index + 3], module)
-        end = index + 1 + (norm is not None) + (activation != "none")
-        pointwise = modules[end] if end < len(modules) else None
-        separable = (fuse_pointwise and pointwise is not None and is_pointwise(pointwise, module.out_channels)
-                     and not (max(module.dilation) > 1 and max(module.stride) > 1))
-        if separable:
-            pointwise_norm, pointwise_activation = _epilogue_after(modules[end + 1:end + 3], pointwise)
-            replacement = _fuse(module, norm, activation, pointwise, pointwise_norm, pointwise_activation, target)
-            end += 1 + (pointwise_norm is not None) + (pointwise_activation != "none")
+        if is_depthwise(module):
+            norm, activation = _epilogue_after(modules[index + 1:index + 3], module)
+            conv, after = module, index + 1 + (norm is not None) + (activation != "none")
         else:
-            replacement = _swap(module, norm, activation, target)
+            # torchvision's MobileNet blocks: Sequential(Conv2dNormActivation(depthwise conv, BN,
+            # ReLU6), 1x1 conv, BN): the depthwise conv's own sequence, then the 1x1 conv beside it.
+            block = _depthwise_block(module) if fuse_pointwise else None
+            if block is None or not _fusable(block[0], modules[index + 1] if index + 1 < len(modules) else None):
+                if isinstance(module, nn.Sequential):
+                    _replace_in_sequence(module, target, fuse_pointwise)
+                else:
+                    replace_depthwise(module, target, fuse_pointwise)
+                index += 1
+                continue
+            (conv, norm, activation), after = block, index + 1
+        end = after
+        if fuse_pointwise and _fusable(conv, modules[after] if after < len(modules) else None):
+            pointwise = modules[after]
+            pointwise_norm, pointwise_activation = _epilogue_after(modules[after + 1:after + 3], pointwise)
+            replacement = _fuse(conv, norm, activation, pointwise, pointwise_norm, pointwise_activation, target)
+            end = after + 1 + (pointwise_norm is not None) + (pointwise_activation != "none")
+        else:
+            replacement = _swap(conv, norm, activation, target)
         sequence._modules[names[index]] = replacement
         for consumed in names[index + 1:end]:
             sequence._modules[consumed] = nn.Identity()
         index = end
+
+
+def _depthwise_block(module: nn.Module) -> tuple[nn.Conv2d, nn.BatchNorm2d | None, str] | None:
+    """(conv, BatchNorm, activation) when `module` is an ``nn.Sequential`` of a depthwise conv and
+    only the BatchNorm and activation that fold into it (torchvision's ``Conv2dNormActivation``),
+    else None."""
+    if not isinstance(module, nn.Sequential) or len(module) == 0 or not is_depthwise(module[0]):
+        return None
+    layers = list(module)
+    norm, activation = _epilogue_after(layers[1:3], layers[0])
+    return (layers[0], norm, activation) if 1 + (norm is not None) + (activation != "none") == len(layers) else None
+
+
+def _fusable(depthwise: nn.Conv2d, following: nn.Module | None) -> bool:
+    """Whether `following` is a pointwise conv that joins `depthwise` in a separable kernel (TF's
+    separable convolution refuses a stride and a dilation above 1 together)."""
+    return (following is not None and is_pointwise(following, depthwise.out_channels)
+            and not (max(depthwise.dilation) > 1 and max(depthwise.stride) > 1))
 
 
 def _swap(conv: nn.Conv2d, norm: nn.BatchNorm2d | None, activation: str, target: str) -> DepthwiseConv2d:

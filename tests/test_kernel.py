@@ -203,3 +203,11 @@ def test_depthwise_and_separable_kernel_give_the_api_kernels(monkeypatch):
     fused = dwc.separable_conv2d(data, weights, pointwise, 1, "SAME", pointwise_bias=bias[:8])
     np.testing.assert_array_equal(separable.call(data, weights, pointwise, bias[:8]), fused)
     assert max_relative_error(fused, SPEC.reference(data, weights) @ pointwise[0, 0] + bias[:8]) < 1e-5
+
+
+def test_a_tensor_off_the_cpu_is_named():
+    """A PyTorch tensor DLPack cannot hand to the CPU (here on the meta device) is named, not a
+    C++ stack from PyTorch's packing."""
+    torch = pytest.importorskip("torch")
+    with pytest.raises(dwc.InvalidArgumentError, match="input: cannot read this Tensor through DLPack"):
+        dwc.depthwise_conv2d(torch.empty(1, 12, 12, 32, device="meta"), torch.randn(3, 3, 32, 1), 1, "SAME")

@@ -295,6 +295,10 @@ def test_module_names_a_wrong_input():
         module(torch.randn(1, 4, 5, 5))
     with torch.no_grad(), pytest.raises(dwc.InvalidArgumentError, match="input: expected 8 channels"):
         torch.jit.trace(module, (torch.randn(1, 4, 5, 5),))
+    separable = dwc_torch.replace_depthwise(_block(8, 1, 3, 1, 1, False, 8).eval())[0]
+    assert isinstance(separable, dwc_torch.SeparableConv2d)
+    with pytest.raises(dwc.InvalidArgumentError, match="input: expected 8 channels .*got 16"):
+        separable(torch.randn(1, 16, 5, 5))
 
 
 def test_a_sequential_model_is_folded_and_fused_itself():
@@ -311,3 +315,84 @@ def test_a_sequential_model_is_folded_and_fused_itself():
         assert isinstance(replaced[0], dwc_torch.SeparableConv2d)
         assert all(isinstance(module, nn.Identity) for module in list(replaced)[1:])
         assert max_relative_error(replaced(data).numpy(), expected.numpy()) < 1e-5
+
+
+def test_torchvision_style_nested_blocks_are_fused():
+    """torchvision's MobileNet blocks nest the depthwise conv, its BatchNorm and ReLU6 in a
+    sequence of their own (Conv2dNormActivation) with the 1x1 conv beside it: the pair still
+    becomes one SeparableConv2d, and the block computes what PyTorch computes."""
+    block = nn.Sequential(nn.Sequential(nn.Conv2d(8, 8, 3, 2, 1, groups=8, bias=False), nn.BatchNorm2d(8),
+                                        nn.ReLU6(inplace=True)),
+                          nn.Conv2d(8, 16, 1, bias=False), nn.BatchNorm2d(16)).eval()
+    for norm in (block[0][1], block[2]):
+        norm.running_mean.uniform_(-1, 1)
+        norm.running_var.uniform_(0.5, 2)
+    data = torch.randn(2, 8, 9, 9)
+    with torch.no_grad():
+        expected = block(data)
+        replaced = dwc_torch.replace_depthwise(copy.deepcopy(block))
+        assert isinstance(replaced[0], dwc_torch.SeparableConv2d)
+        assert isinstance(replaced[1], nn.Identity) and isinstance(replaced[2], nn.Identity)
+        assert max_relative_error(replaced(data).numpy(), expected.numpy()) < 1e-5
+    conv = nn.Conv2d(8, 8, 3, 1, 1, groups=8).eval()  # a model that is itself the depthwise conv
+    swapped = dwc_torch.replace_depthwise(conv)
+    assert isinstance(swapped, dwc_torch.DepthwiseConv2d)
+    with torch.no_grad():
+        assert max_relative_error(swapped(data).numpy(), conv(data).numpy()) < 1e-5
+
+
+def test_modules_pickle_warn_without_gradients_and_share_across_threads():
+    """A replaced model pickles after running (the kept kernel is left out); with gradients
+    wanted, the module warns that none flows back (eagerly) and torch.compile traces it; threads
+    calling one module with inputs of different signatures each get their own input's result."""
+    import io
+    import threading
+    import warnings
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU6()).eval()
+    replaced = dwc_torch.replace_depthwise(copy.deepcopy(model))
+    data = torch.randn(2, 3, 8, 8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        eager = replaced(data)
+    assert any("no gradient flows back" in str(warning.message) for warning in caught)
+    compiled = torch.compile(replaced, backend="aot_eager")(data)
+    assert max_relative_error(compiled.detach().numpy(), model(data).detach().numpy()) < 1e-5
+    assert max_relative_error(eager.numpy(), model(data).detach().numpy()) < 1e-5
+    buffer = io.BytesIO()
+    torch.save(replaced, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    with torch.no_grad():
+        assert max_relative_error(loaded(data).numpy(), model(data).numpy()) < 1e-5
+
+    module = replaced[1]
+    inputs = [torch.randn(1, 8, 8, 8), torch.randn(1, 8, 8, 8).contiguous(memory_format=torch.channels_last),
+              torch.randn(3, 8, 8, 8)]
+    with torch.no_grad():
+        expected = [model[2](model[1](x)) for x in inputs]
+    wrong = []
+
+    def work(which):
+        with torch.no_grad():
+            for _ in range(300):
+                try:
+                    if max_relative_error(module(inputs[which]).numpy(), expected[which].numpy()) > 1e-5:
+                        wrong.append(which)
+                except Exception as exc:  # another input's kernel: a refused shape
+                    wrong.append(exc)
+
+    import sys
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can, to expose races
+    try:
+        threads = [threading.Thread(target=work, args=(index % 3,)) for index in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not wrong

@@ -22,8 +22,10 @@ from .arrays import check_out, empty_aligned, prepare_array, random_arguments
 from .manifest import manifest_for, write_manifest
 
 # What TVM's compiled function raises for an argument it refuses (dtype, shape, strides, device:
-# TypeError or ValueError; an array DLPack cannot export, read-only or byte-swapped: BufferError).
-_REFUSALS = (TypeError, ValueError, BufferError)
+# TypeError or ValueError; an array DLPack cannot export, read-only or byte-swapped: BufferError;
+# a tensor PyTorch cannot pack, such as one on the meta device: RuntimeError). The checked path
+# then copies what can be copied or names the argument.
+_REFUSALS = (TypeError, ValueError, BufferError, RuntimeError)
 
 
 @dataclasses.dataclass(frozen=True)
