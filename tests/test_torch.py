@@ -301,11 +301,19 @@ def test_module_names_a_wrong_input():
         separable(torch.randn(1, 16, 5, 5))
 
 
-def test_a_sequential_model_is_folded_and_fused_itself():
-    """replace_depthwise on an nn.Sequential (not one inside a model) folds and fuses its own
-    layers: the block becomes one SeparableConv2d, and computes what PyTorch computes."""
-    block = _block(8, 1, 3, 1, 1, True, 16).eval()
-    for norm in (block[1], block[4]):
+@pytest.mark.parametrize("nested", [False, True], ids=["flat", "torchvision-nested"])
+def test_a_sequential_block_is_folded_and_fused_itself(nested):
+    """replace_depthwise on an nn.Sequential block itself (not one inside a model) folds and
+    fuses its layers, flat as dwc's MobileNetV2 has them or nested as torchvision's
+    (Conv2dNormActivation(depthwise conv, BN, ReLU6), then the 1x1 conv and BN beside it): the
+    block becomes one SeparableConv2d and computes what PyTorch computes."""
+    if nested:
+        block = nn.Sequential(nn.Sequential(nn.Conv2d(8, 8, 3, 2, 1, groups=8, bias=False), nn.BatchNorm2d(8),
+                                            nn.ReLU6(inplace=True)),
+                              nn.Conv2d(8, 16, 1, bias=False), nn.BatchNorm2d(16)).eval()
+    else:
+        block = _block(8, 1, 3, 1, 1, True, 16).eval()
+    for norm in (module for module in block.modules() if isinstance(module, nn.BatchNorm2d)):
         norm.running_mean.uniform_(-1, 1)
         norm.running_var.uniform_(0.5, 2)
     data = torch.randn(2, 8, 9, 9)
@@ -317,26 +325,13 @@ def test_a_sequential_model_is_folded_and_fused_itself():
         assert max_relative_error(replaced(data).numpy(), expected.numpy()) < 1e-5
 
 
-def test_torchvision_style_nested_blocks_are_fused():
-    """torchvision's MobileNet blocks nest the depthwise conv, its BatchNorm and ReLU6 in a
-    sequence of their own (Conv2dNormActivation) with the 1x1 conv beside it: the pair still
-    becomes one SeparableConv2d, and the block computes what PyTorch computes."""
-    block = nn.Sequential(nn.Sequential(nn.Conv2d(8, 8, 3, 2, 1, groups=8, bias=False), nn.BatchNorm2d(8),
-                                        nn.ReLU6(inplace=True)),
-                          nn.Conv2d(8, 16, 1, bias=False), nn.BatchNorm2d(16)).eval()
-    for norm in (block[0][1], block[2]):
-        norm.running_mean.uniform_(-1, 1)
-        norm.running_var.uniform_(0.5, 2)
-    data = torch.randn(2, 8, 9, 9)
-    with torch.no_grad():
-        expected = block(data)
-        replaced = dwc_torch.replace_depthwise(copy.deepcopy(block))
-        assert isinstance(replaced[0], dwc_torch.SeparableConv2d)
-        assert isinstance(replaced[1], nn.Identity) and isinstance(replaced[2], nn.Identity)
-        assert max_relative_error(replaced(data).numpy(), expected.numpy()) < 1e-5
-    conv = nn.Conv2d(8, 8, 3, 1, 1, groups=8).eval()  # a model that is itself the depthwise conv
+def test_a_bare_depthwise_conv_is_replaced():
+    """A model that is itself a depthwise conv cannot be swapped in place: its replacement is
+    returned."""
+    conv = nn.Conv2d(8, 8, 3, 1, 1, groups=8).eval()
     swapped = dwc_torch.replace_depthwise(conv)
     assert isinstance(swapped, dwc_torch.DepthwiseConv2d)
+    data = torch.randn(2, 8, 9, 9)
     with torch.no_grad():
         assert max_relative_error(swapped(data).numpy(), conv(data).numpy()) < 1e-5
 
