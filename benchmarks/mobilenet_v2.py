@@ -165,11 +165,11 @@ def _inside_and_alone(model, data, layers: list, rounds: int) -> tuple[list[dict
             handle.remove()
     rows = [{"layer": index, "kind": type(layer).__name__, "shape": list(inputs[index].shape),
              "stride": list(layer.stride),
-             "inside_us": statistics.median(pair[0] for pair in samples[index]),
-             "alone_us": statistics.median(pair[1] for pair in samples[index]),
-             "swept_us": statistics.median(pair[2] for pair in samples[index]),
-             "inside_over_alone": statistics.median(pair[0] / pair[1] for pair in samples[index]),
-             "inside_over_swept": statistics.median(pair[0] / pair[2] for pair in samples[index])}
+             "inside_us": statistics.median(sample[0] for sample in samples[index]),
+             "alone_us": statistics.median(sample[1] for sample in samples[index]),
+             "swept_us": statistics.median(sample[2] for sample in samples[index]),
+             "inside_over_alone": statistics.median(sample[0] / sample[1] for sample in samples[index]),
+             "inside_over_swept": statistics.median(sample[0] / sample[2] for sample in samples[index])}
             for index, layer in enumerate(layers)]
     return rows, statistics.median(shares)
 
@@ -219,11 +219,9 @@ def measure(threads: int, batch: int, rounds: int) -> dict:
                                                     _dwc_layers(converted["depthwise"]), 2 * rounds)
     pytorch_layers, pytorch_share = _inside_and_alone(converted["pytorch"], data_cl,
                                                       _pytorch_depthwise_layers(converted["pytorch"]), 2 * rounds)
-    pytorch_inside = max(layer["inside_over_alone"] for layer in pytorch_layers)
     row = {"threads": threads, "batch": batch, "median_ms": {k: statistics.median(v) / 1e3 for k, v in samples.items()},
            "samples_us": samples, "tvm_build_seconds": build_seconds, "layers": layers,
            "depthwise_layers": depthwise_layers, "pytorch_depthwise_layers": pytorch_layers,
-           "pytorch_worst_inside_over_alone": pytorch_inside,
            "depthwise_share": {"torch channels_last": pytorch_share, "torch+dwc-dw channels_last": dwc_share,
                                "torch+dwc channels_last (separable kernels)": fused_share}}
     row["speedups"] = {f"{way} {layout} / torch {layout}": median_ratio(samples[f"torch {layout}"],

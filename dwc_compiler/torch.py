@@ -475,7 +475,7 @@ def _replace_in_sequence(sequence: nn.Sequential, target: str, fuse_pointwise: b
             # torchvision's MobileNet blocks: Sequential(Conv2dNormActivation(depthwise conv, BN,
             # ReLU6), 1x1 conv, BN): the depthwise conv's own sequence, then the 1x1 conv beside it.
             block = _depthwise_block(module) if fuse_pointwise else None
-            if block is None or not _fusable(block[0], modules[index + 1] if index + 1 < len(modules) else None):
+            if block is None or not _fusable(block[0], modules, index + 1):
                 if isinstance(module, nn.Sequential):
                     _replace_in_sequence(module, target, fuse_pointwise)
                 else:
@@ -484,7 +484,7 @@ def _replace_in_sequence(sequence: nn.Sequential, target: str, fuse_pointwise: b
                 continue
             (conv, norm, activation), after = block, index + 1
         end = after
-        if fuse_pointwise and _fusable(conv, modules[after] if after < len(modules) else None):
+        if fuse_pointwise and _fusable(conv, modules, after):
             pointwise = modules[after]
             pointwise_norm, pointwise_activation = _epilogue_after(modules[after + 1:after + 3], pointwise)
             replacement = _fuse(conv, norm, activation, pointwise, pointwise_norm, pointwise_activation, target)
@@ -508,10 +508,10 @@ def _depthwise_block(module: nn.Module) -> tuple[nn.Conv2d, nn.BatchNorm2d | Non
     return (layers[0], norm, activation) if 1 + (norm is not None) + (activation != "none") == len(layers) else None
 
 
-def _fusable(depthwise: nn.Conv2d, following: nn.Module | None) -> bool:
-    """Whether `following` is a pointwise conv that joins `depthwise` in a separable kernel (TF's
-    separable convolution refuses a stride and a dilation above 1 together)."""
-    return (following is not None and is_pointwise(following, depthwise.out_channels)
+def _fusable(depthwise: nn.Conv2d, modules: list[nn.Module], position: int) -> bool:
+    """Whether ``modules[position]`` exists and is a pointwise conv that joins `depthwise` in a
+    separable kernel (TF's separable convolution refuses a stride and a dilation above 1 together)."""
+    return (position < len(modules) and is_pointwise(modules[position], depthwise.out_channels)
             and not (max(depthwise.dilation) > 1 and max(depthwise.stride) > 1))
 
 

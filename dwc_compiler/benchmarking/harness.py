@@ -14,7 +14,6 @@ import datetime
 import importlib.util
 import json
 import logging
-import math
 import os
 import platform
 import statistics
@@ -187,9 +186,9 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
                 if "avx2_speedup_vs_fastest_peer" in layers.get(name, {})]
         summary[str(run["threads"])] = {
             "layers": layers,
-            "mobilenet_v2_geomean_speedup": math.exp(statistics.fmean(math.log(s) for s in speedups)) if speedups else None,
+            "mobilenet_v2_geomean_speedup": statistics.geometric_mean(speedups) if speedups else None,
             "mobilenet_v2_min_speedup": min(speedups) if speedups else None,
-            "mobilenet_v2_avx2_geomean_speedup": math.exp(statistics.fmean(math.log(s) for s in avx2)) if avx2 else None,
+            "mobilenet_v2_avx2_geomean_speedup": statistics.geometric_mean(avx2) if avx2 else None,
             "mobilenet_v2_avx2_min_speedup": min(avx2) if avx2 else None}
     threads = sorted(int(t) for t in summary)
     if len(threads) >= 2:
