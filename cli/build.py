@@ -40,5 +40,9 @@ def command(target_name: str, spec, output: Path, records_dir: Path | None, no_r
     click.echo(f"built {spec.describe()}")
     click.echo(f"  target   {kernel.target.name} ({kernel.target.description})")
     click.echo(f"  schedule {kernel.schedule}: {kernel.record['choice'] if kernel.record else 'hand schedule (no tuning record)'}")
+    aligned = kernel.loaded.aligned_entries
+    if aligned is not None:
+        offsets = ", ".join(str(offset) for offset in sorted(aligned.names))
+        click.echo(f"  inputs   {offsets} bytes past a {aligned.vector_bytes}-byte boundary run kernels of their own")
     click.echo(f"  workload {spec.workload_key}, {spec.flops / 1e6:.1f} MFLOP, {spec.min_bytes_moved / 1e6:.2f} MB moved")
     click.echo(f"  wrote    {library} and {manifest_path(library).name} in {seconds:.1f} s")

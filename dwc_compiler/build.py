@@ -13,8 +13,8 @@ from typing import Any
 from .errors import InvalidSpecError
 from .ops import SPEC_TYPES
 from .ops.primfunc import prim_func
-from .runtime import Kernel, runtime_for
-from .schedules import apply_rules
+from .runtime import AlignedEntries, Kernel, runtime_for
+from .schedules import aligned_variants, apply_rules
 from .targets import TargetInfo, resolve_target
 from .tuning.records import lookup
 from .tuning.spaces import REPLAY_ERRORS, schedule_from_record
@@ -43,10 +43,30 @@ def build(spec: Any, target: str | TargetInfo = "host", records: str | Path | No
                                f"got {type(spec).__name__}")
     info = resolve_target(target)
     schedule, schedule_name, record = scheduled(spec, info, records, use_records)
+    module, aligned = with_aligned_variants(schedule, spec, info)
     runtime = runtime_for(info)
-    executable = runtime.compile(schedule.mod, info)
-    logger.info("built %s for %s with %s", spec.describe(), info.name, schedule_name)
-    return Kernel(spec, info, schedule_name, runtime, runtime.instantiate(spec, info, executable), record)
+    executable = runtime.compile(module, info)
+    logger.info("built %s for %s with %s%s", spec.describe(), info.name, schedule_name,
+                f" (and {len(aligned.names)} variants for inputs off a vector boundary)" if aligned else "")
+    return Kernel(spec, info, schedule_name, runtime, runtime.instantiate(spec, info, executable, aligned), record)
+
+
+def with_aligned_variants(schedule: Any, spec: Any, target: TargetInfo) -> tuple[Any, AlignedEntries | None]:
+    """The IRModule of `schedule` (``main``) with the functions for inputs off a vector boundary
+    that the target's rule makes for `spec` (:func:`~dwc_compiler.schedules.aligned_variants`),
+    and their entries (None where there are none)."""
+    import tvm
+
+    variants = aligned_variants(spec, target, schedule)
+    if not variants:
+        return schedule.mod, None
+    functions = {"main": schedule.mod["main"]}
+    names = {}
+    for offset, (blocks, variant) in variants.items():
+        name = names[offset] = AlignedEntries.name_for(offset)
+        functions[name] = variant.mod["main"].with_attr("global_symbol", name)
+        vector_bytes = blocks.lanes * spec.itemsize
+    return tvm.IRModule(functions), AlignedEntries(vector_bytes, names)
 
 
 def scheduled(spec: Any, target: TargetInfo, records: str | Path | None = None, use_records: bool = True):

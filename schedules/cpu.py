@@ -203,6 +203,20 @@ def schedule_nhwc(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearc
     return sch
 
 
+def tiling_of(sch, spec: DepthwiseSpec, hand: CpuTiling) -> CpuTiling:
+    """The register tile an NHWC schedule `sch` of `spec` was made with: when it replays a
+    record of dwc's space, its three sampled tiles (rows, vectors per block, columns: the order
+    :func:`schedule_nhwc` samples them in); else `hand` (the hand schedule, or a record of
+    MetaSchedule's generic space, which has no such tile)."""
+    trace = sch.trace
+    tiles = [[int(factor) for factor in trace.decisions[inst]] for inst in trace.insts
+             if inst.kind.name == "SamplePerfectTile"]
+    if spec.data_format != "NHWC" or len(tiles) != 3 or any(len(tile) != 2 for tile in tiles):
+        return hand
+    (_, rows), (_, vectors), (_, cols) = tiles
+    return CpuTiling(hand.vector_lanes, vectors, rows, cols)
+
+
 def schedule_nchw(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearch | None = None):
     """Channel planes in parallel (small ones a few at a time: :func:`planes_per_copy`) -> row
     tiles -> column vectors; accumulators in registers.

@@ -16,9 +16,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+from ..ops.channel_blocks import ChannelBlocks
 from ..ops.depthwise import DepthwiseSpec
-from ..ops.primfunc import accumulator_dtype
-from .cpu import CpuTiling, apply_cpu_rule, plan_tiling
+from ..ops.primfunc import accumulator_dtype, prim_func
+from .base import as_schedule
+from .cpu import CpuTiling, apply_cpu_rule, plan_tiling, schedule_nhwc, tiling_of
 from .cpu_separable import apply_separable_rule
 
 NAME = "hand:x86"
@@ -35,6 +39,61 @@ def default_tiling(spec: DepthwiseSpec, target) -> CpuTiling:
         return plan_tiling(spec, lanes, 1, NCHW_TILES)
     small_window = spec.filter_height * spec.filter_width <= 9 and spec.dilations == (1, 1)
     return plan_tiling(spec, lanes, 1, SMALL_WINDOW_TILES if small_window else LARGE_WINDOW_TILES)
+
+
+# Kernels for inputs off a vector boundary (ops/channel_blocks.py) compute one block per pixel
+# more than the pixel's C / L and pay off where misaligned loads cost more than that. Measured
+# (1 thread, Emerald Rapids, 21 interleaved rounds of the kernels alone, input 16 bytes past a
+# 64-byte boundary; the variant / the usual kernel on that input): 7x7x960 0.77, 14x14x576-s1
+# 0.90 and -s2 0.81, 14x14x384 0.92, 28x28x192-s2 0.81, 56x56x144-s2 0.86, all tiles that load
+# 3.8 or more input vectors per output vector; but 28x28x192-s1 1.10 and 56x56x144-s1 1.07 (2x4
+# tiles, 3 loads per output: the split loads cost them 1.04-1.14x only), and 112x112x96-s2 1.08
+# (its 4.8 MB input streams from L3 either way).
+MIN_ALIGNED_BLOCKS = 4  # C / L: below, the extra block costs a quarter or more
+MIN_LOADS_PER_OUTPUT = 3.5  # input vectors a register tile loads per output vector, per window
+MAX_ALIGNED_INPUT_BYTES = 2 << 20  # a core's L2 on the machines measured
+# Below this many outputs the ~1 us the call spends reading the input's address costs more
+# than the split loads (the 7x7x576 output of 14x14x576-s2 has 28 k).
+MIN_ALIGNED_OUTPUTS = 16 << 10
+
+# NumPy and glibc place arrays on 16-byte boundaries: the offsets past a vector boundary that
+# get kernels of their own are multiples of this.
+ALIGNED_OFFSET_STEP_BYTES = 16
+
+
+def aligned_variants(spec: Any, target: Any, main: Any) -> dict[int, tuple[ChannelBlocks, Any]] | None:
+    """The kernels for NHWC inputs off a vector boundary, by the input's offset in bytes past
+    one (the vector being ``lanes * itemsize`` bytes): each the PrimFunc over its channel blocks
+    with the register tile of `main` (the schedule of ``main``, a tuning record's or the hand
+    one), as ``(blocks, schedule)``; None (not mine) unless `target` is of the x86 family.
+
+    Empty where they do not pay (see ``MIN_LOADS_PER_OUTPUT`` and the limits beside it), and
+    for NCHW, a channel multiplier, or channels that are no whole number of vectors (the
+    pixels' offsets then differ)."""
+    if target.family != "x86":
+        return None
+    if not isinstance(spec, DepthwiseSpec) or spec.data_format != "NHWC" or spec.multiplier != 1:
+        return {}
+    lanes = target.lanes(accumulator_dtype(spec.dtype))
+    tiling = tiling_of(main, spec, default_tiling(spec, target))
+    if (spec.in_channels % lanes or spec.in_channels // lanes < MIN_ALIGNED_BLOCKS
+            or int(np.prod(spec.output_shape)) < MIN_ALIGNED_OUTPUTS
+            or int(np.prod(spec.input_shape)) * spec.itemsize > MAX_ALIGNED_INPUT_BYTES
+            or _loads_per_output(spec, tiling) < MIN_LOADS_PER_OUTPUT):
+        return {}
+    variants = {}
+    for offset in range(ALIGNED_OFFSET_STEP_BYTES, lanes * spec.itemsize, ALIGNED_OFFSET_STEP_BYTES):
+        blocks = ChannelBlocks.for_tile(lanes, offset // spec.itemsize, spec.in_channels, tiling.vectors_per_block)
+        variants[offset] = (blocks, schedule_nhwc(as_schedule(prim_func(spec, blocks)), spec, tiling))
+    return variants
+
+
+def _loads_per_output(spec: DepthwiseSpec, tiling: CpuTiling) -> float:
+    """Input vectors an NHWC register tile of `tiling` loads per output vector it computes."""
+    (row_stride, col_stride), (row_dilation, col_dilation) = spec.strides, spec.dilations
+    rows = (tiling.tile_rows - 1) * row_stride + (spec.filter_height - 1) * row_dilation + 1
+    cols = (tiling.tile_cols - 1) * col_stride + (spec.filter_width - 1) * col_dilation + 1
+    return rows * cols / (tiling.tile_rows * tiling.tile_cols)
 
 
 def apply(func: Any, spec: Any, target: Any, tunable: bool = False, hand_decisions: bool = False):

@@ -104,6 +104,8 @@ def test_host_build_names_the_shipped_record_it_applies(tmp_path):
     assert f"schedule rec-" in built.stdout and f"{records_target} tuning record rec-" in built.stdout
     manifest = json.loads((tmp_path / "k.so.json").read_text())
     assert manifest["record"]["records_target"] == records_target and manifest["schedule"].startswith("rec-")
+    # ... and its kernels for NumPy's inputs, 16 bytes past a vector boundary, with the same tile.
+    assert "inputs   16" in built.stdout and manifest["aligned_entries"]["names"]["16"] == "main_at16"
     ran = dwc("run", "k.so", "--repeats", "5", cwd=tmp_path)
     assert ran.returncode == 0 and "check    OK" in ran.stdout, ran.stderr
 

@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidSpecError
+from ..errors import BuildError, InvalidSpecError
+from .channel_blocks import ChannelBlocks
 from .epilogue import check_activation, check_bias_flag, describe_epilogue, numpy_epilogue, te_epilogue
 from .primfunc import BLOCK_CONV, BLOCK_EPILOGUE, BLOCK_PAD, SumStage, accumulator_dtype
 from .signature import Argument
@@ -379,10 +380,11 @@ class DepthwiseSpec:
             return lambda out_channel, _one, row, col: (row, col, out_channel % multiplier, out_channel // multiplier)
         return lambda channel, multiple, _one, row, col: (row, col, multiple, channel)
 
-    def te_tensors(self) -> list:
+    def te_tensors(self, channel_blocks: ChannelBlocks | None = None) -> list:
         """The TE tensors of the kernel's arguments (``spec.arguments`` order): blocks ``pad``,
-        ``conv`` (accumulating in float32 for float16) and ``epilogue``."""
-        return _te_tensors(self)
+        ``conv`` (accumulating in float32 for float16) and ``epilogue``; with `channel_blocks`,
+        the bias and output over the blocks' positions (see :func:`te_depthwise`)."""
+        return _te_tensors(self, channel_blocks)
 
     def reference(self, input: np.ndarray, filter: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
         """This spec computed in float64 by NumPy, straight from the op's definition.
@@ -407,21 +409,28 @@ def sum_width(spec: DepthwiseSpec) -> int:
     return spec.out_width if spec.data_format == "NHWC" else _round_up(spec.out_width, NCHW_SUM_WIDTH_MULTIPLE)
 
 
-def _te_tensors(spec: DepthwiseSpec) -> list:
+def _te_tensors(spec: DepthwiseSpec, channel_blocks: ChannelBlocks | None) -> list:
     from tvm import te
 
     data = te.placeholder(spec.input_shape, spec.dtype, name="input")
     weights = te.placeholder(spec.filter_shape, spec.dtype, name="filter")
-    bias = te.placeholder((spec.out_channels,), spec.dtype, name="bias") if spec.with_bias else None
-    output = te_depthwise(spec, data, weights, bias, BLOCK_EPILOGUE)
+    bias_length = spec.out_channels if channel_blocks is None else channel_blocks.extent  # by position
+    bias = te.placeholder((bias_length,), spec.dtype, name="bias") if spec.with_bias else None
+    output = te_depthwise(spec, data, weights, bias, BLOCK_EPILOGUE, channel_blocks=channel_blocks)
     return [data, weights, *([bias] if bias is not None else []), output]
 
 
-def te_depthwise(spec: DepthwiseSpec, data, weights, bias, name: str, whole_vectors: bool = False):
+def te_depthwise(spec: DepthwiseSpec, data, weights, bias, name: str, whole_vectors: bool = False,
+                 channel_blocks: ChannelBlocks | None = None):
     """The TE tensor of `spec` (blocks ``pad``, ``conv`` and `name`, the epilogue: bias,
     activation, the cast to the storage dtype) on the placeholders `data`, `weights` and `bias`
     (None: no bias). The result has ``spec.output_shape``; with `whole_vectors`, an NCHW result
-    keeps the ``conv`` block's width (:func:`sum_width`), for a consumer vectorized along columns."""
+    keeps the ``conv`` block's width (:func:`sum_width`), for a consumer vectorized along columns.
+
+    With `channel_blocks` (NHWC, multiplier 1), the channel axis of ``conv`` and the result runs
+    over the blocks' positions, each reading the input and filter at the channel it computes;
+    the bias and the result are indexed by position, which :func:`~.primfunc.prim_func` maps
+    to channels in the PrimFunc's signature."""
     from tvm import te, tirx
 
     nhwc = spec.data_format == "NHWC"
@@ -479,7 +488,13 @@ def te_depthwise(spec: DepthwiseSpec, data, weights, bias, name: str, whole_vect
         weight = filter_tap(window_row, window_col, channel, out_channel % multiplier)
         return te.sum(pixel.astype(acc_dtype) * weight.astype(acc_dtype), axis=[window_row, window_col])
 
-    if nhwc:
+    if channel_blocks is not None:
+        if not nhwc or multiplier != 1 or channel_blocks.channels != spec.in_channels:
+            raise BuildError(f"internal: channel blocks {channel_blocks} do not fit {spec.describe()}")
+        acc = te.compute((*spec.output_shape[:3], channel_blocks.extent),
+                         lambda n, i, j, position: window_sum(n, channel_blocks.channel(position), i, j),
+                         name=BLOCK_CONV)
+    elif nhwc:
         acc = te.compute(spec.output_shape, lambda n, i, j, k: window_sum(n, k, i, j), name=BLOCK_CONV)
     else:
         acc = te.compute((spec.batch, spec.out_channels, spec.out_height, columns),
@@ -490,7 +505,7 @@ def te_depthwise(spec: DepthwiseSpec, data, weights, bias, name: str, whole_vect
         value = te_epilogue(acc[index], bias[channel] if bias is not None else None, spec.activation, acc_dtype)
         return value.astype(spec.dtype)
 
-    shape = acc.shape if whole_vectors else spec.output_shape
+    shape = acc.shape if whole_vectors or channel_blocks is not None else spec.output_shape
     return te.compute(shape, finish, name=name)
 
 

@@ -50,21 +50,68 @@ def accumulator_dtype(dtype: str) -> str:
     return "float32" if dtype == "float16" else dtype
 
 
-def prim_func(spec: Any):
+def prim_func(spec: Any, channel_blocks: Any = None):
     """The PrimFunc ``main(*spec.arguments)`` of `spec` (any op spec with ``te_tensors()``).
 
     Its buffer arguments promise only element alignment, not TVM's default of 64 bytes, so the
     generated code uses unaligned vector loads and any NumPy array (whose data NumPy aligns to
     16 bytes at best) can be passed without a copy.
+
+    With `channel_blocks` (a :class:`~.channel_blocks.ChannelBlocks`, for a depthwise spec), the
+    sums run over the blocks' positions, and the bias and output, indexed by position in the
+    op's compute, are read and stored at the channel each position computes: the signature is
+    the same as without.
     """
     from tvm import te
 
-    tensors = list(spec.te_tensors())
+    tensors = list(spec.te_tensors() if channel_blocks is None else spec.te_tensors(channel_blocks))
     func = _with_element_alignment(te.create_prim_func(tensors), spec.itemsize, len(tensors))
     for stage in spec.sum_stages():
         if stage.with_bias:
             func = _bias_as_accumulator_start(func, stage.sum_block, stage.finish_block, stage.activation)
+    if channel_blocks is not None:
+        by_position = [argument.name for argument in spec.arguments if argument.name == "bias"]
+        func = _through_channel_blocks(func, channel_blocks, [*by_position, str(func.params[-1].name)],
+                                       [tuple(argument.shape) for argument in spec.arguments])
     return func.with_attr("global_symbol", "main")
+
+
+def _through_channel_blocks(func, channel_blocks: Any, buffer_names: list[str], shapes: list[tuple[int, ...]]):
+    """`func` with each buffer of `buffer_names` indexed by block position along its last axis
+    read and written at ``channel_blocks.channel(position)`` instead, and declared with the real
+    channel count (`shapes`: every parameter's shape, as the spec declares it).
+
+    Like :func:`_with_element_alignment`, a TVMScript rewrite: TE has no form for a store at a
+    computed index, and before any schedule the indices of these accesses are plain block
+    variables (checked: a buffer accessed otherwise fails the count)."""
+    import tvm
+    from tvm import tirx
+
+    lines = func.script().split("\n")
+    (signature_index,) = [i for i, line in enumerate(lines) if line.startswith("def main(")]
+    for index, shape in enumerate(shapes):
+        name = str(func.params[index].name)
+        if name in buffer_names:
+            declared = tuple(int(extent) for extent in func.params[index].ty.shape)
+            before = f"{name}: T.Buffer({_shape_text(declared)}"
+            if before not in lines[signature_index]:
+                raise BuildError(f"internal: no parameter {before!r} in {lines[signature_index]}")
+            lines[signature_index] = lines[signature_index].replace(before, f"{name}: T.Buffer({_shape_text(shape)}")
+    body = "\n".join(lines[signature_index + 1:])
+    for name in buffer_names:
+        access = re.compile(rf"\b{name}\[((?:\w+, )*)(\w+)\]")
+        body, found = access.subn(
+            lambda m: f"{name}[{m.group(1)}{channel_blocks.channel(tirx.Var(m.group(2), 'int32'))}]", body)
+        if not found:
+            raise BuildError(f"internal: no access of {name} by block variables in {body[:400]}")
+    rewritten = tvm.script.from_source("\n".join(lines[:signature_index + 1]) + "\n" + body)
+    if [tuple(int(extent) for extent in param.ty.shape) for param in rewritten.params] != shapes:
+        raise BuildError(f"internal: channel-block rewrite gave parameters {rewritten.params}, expected {shapes}")
+    return rewritten
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return f"({shape[0]},)" if len(shape) == 1 else f"({', '.join(str(extent) for extent in shape)})"
 
 
 def _bias_as_accumulator_start(func, sum_block: str, epilogue_block: str, activation: str):

@@ -13,7 +13,7 @@ from typing import Any
 from .base import Runtime
 from .cuda import CudaRuntime
 from .emulated import EmulatedRuntime
-from .kernel import BenchmarkResult, Kernel, Loaded
+from .kernel import AlignedEntries, BenchmarkResult, Kernel, Loaded
 from .manifest import read_module
 from .native import NativeRuntime
 
@@ -43,8 +43,9 @@ def load(path: str | Path, expected_spec: Any = None) -> Kernel:
     library = Path(path).expanduser().resolve()
     spec, target, manifest = read_module(library, expected_spec)
     runtime = runtime_for(target)
-    return Kernel(spec, target, manifest.get("schedule", "?"), runtime, runtime.load(library, spec, target),
+    aligned = AlignedEntries.from_dict(manifest.get("aligned_entries"))
+    return Kernel(spec, target, manifest.get("schedule", "?"), runtime, runtime.load(library, spec, target, aligned),
                   record=manifest.get("record"))
 
 
-__all__ = ["BenchmarkResult", "Kernel", "Loaded", "Runtime", "load", "runtime_for"]
+__all__ = ["AlignedEntries", "BenchmarkResult", "Kernel", "Loaded", "Runtime", "load", "runtime_for"]

@@ -12,17 +12,23 @@ from ..ops.signature import Argument
 ALIGNMENT_BYTES = 64
 
 
-def empty_aligned(shape: tuple[int, ...], dtype: str | np.dtype) -> np.ndarray:
-    """An uninitialized C-contiguous array whose data starts on a 64-byte boundary.
+def empty_aligned(shape: tuple[int, ...], dtype: str | np.dtype, offset: int = 0) -> np.ndarray:
+    """An uninitialized C-contiguous array whose data starts on a 64-byte boundary (or `offset`
+    bytes past one, a multiple of the itemsize below 64).
 
-    dwc's kernels accept any alignment, but vector loads that straddle cache lines cost up to
-    a third of a layer's time (56x56x144: 156 us unaligned, 122 us aligned, one thread here).
-    NumPy aligns large arrays to 16 bytes only; allocate inputs with this to get full speed.
+    dwc's kernels run at full speed on any 16-byte-aligned NHWC input whose channels are a whole
+    number of vectors (they have variants for inputs off a vector boundary, and place their
+    outputs at the input's offset); elsewhere (NCHW, other channel counts) vector loads that
+    straddle cache lines cost up to a third of a layer's time. NumPy aligns large arrays to 16
+    bytes only; allocate inputs with this to be sure of full speed.
     """
     dtype = np.dtype(dtype)
+    if offset % dtype.itemsize or not 0 <= offset < ALIGNMENT_BYTES:
+        raise InvalidArgumentError(f"offset: expected a multiple of {dtype.itemsize} below {ALIGNMENT_BYTES}, "
+                                   f"got {offset}")
     count = int(np.prod(shape, dtype=np.int64))
-    backing = np.empty(count * dtype.itemsize + ALIGNMENT_BYTES, np.uint8)
-    start = (-backing.ctypes.data) % ALIGNMENT_BYTES
+    backing = np.empty(count * dtype.itemsize + 2 * ALIGNMENT_BYTES, np.uint8)
+    start = (-backing.ctypes.data) % ALIGNMENT_BYTES + offset
     return backing[start:start + count * dtype.itemsize].view(dtype).reshape(shape)
 
 

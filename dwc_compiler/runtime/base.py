@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..toolchain import compile_module, export_library
-from .kernel import BenchmarkResult, Kernel, Loaded, time_whole_calls
+from .kernel import AlignedEntries, BenchmarkResult, Kernel, Loaded, time_whole_calls
 
 
 class Runtime:
@@ -24,12 +24,13 @@ class Runtime:
         """``tvm.compile`` of the scheduled IRModule `mod` for `target`."""
         return compile_module(mod, target)
 
-    def instantiate(self, spec: Any, target: Any, executable: Any) -> Loaded:
-        """`executable` made callable here."""
+    def instantiate(self, spec: Any, target: Any, executable: Any, aligned: AlignedEntries | None = None) -> Loaded:
+        """`executable` made callable here (with its functions for inputs off a vector boundary,
+        `aligned`, where the runtime has such kernels: those of CPUs that run here)."""
         raise NotImplementedError
 
-    def load(self, library: Path, spec: Any, target: Any) -> Loaded:
-        """The exported `library` made callable here."""
+    def load(self, library: Path, spec: Any, target: Any, aligned: AlignedEntries | None = None) -> Loaded:
+        """The exported `library` made callable here (see :meth:`instantiate` for `aligned`)."""
         raise NotImplementedError
 
     def write_library(self, loaded: Loaded, target: Any, destination: Path) -> None:

@@ -118,16 +118,18 @@ class CudaRuntime(Runtime):
         with building_for(target):
             return super().compile(mod, target)
 
-    def instantiate(self, spec: Any, target: Any, executable: Any) -> Loaded:
-        """Runnable where a GPU is; exportable everywhere."""
+    def instantiate(self, spec: Any, target: Any, executable: Any, aligned: Any = None) -> Loaded:
+        """Runnable where a GPU is; exportable everywhere (one entry, ``main``: device memory
+        is allocated aligned)."""
         if not gpu_present():
             return Loaded(invoke=_refuse_without_gpu(target), host_arrays=False, executable=executable)
         module = executable.jit()
         return Loaded(invoke=CudaCaller(module["main"], spec.arguments[-1]), host_arrays=False,
                       executable=executable, module=module)
 
-    def load(self, library: Path, spec: Any, target: Any) -> Loaded:
-        """Load an exported CUDA module (with TVM's runtime alone), refusing where no GPU is."""
+    def load(self, library: Path, spec: Any, target: Any, aligned: Any = None) -> Loaded:
+        """Load an exported CUDA module (with TVM's runtime alone), refusing where no GPU is
+        (``main`` only, as built)."""
         import tvm
 
         ensure_cuda_runtime()

@@ -193,14 +193,15 @@ class EmulatedRuntime(Runtime):
 
     name = "emulated"
 
-    def instantiate(self, spec: Any, target: Any, executable: Any) -> Loaded:
-        """`executable` linked into a library of this process's and run under qemu."""
+    def instantiate(self, spec: Any, target: Any, executable: Any, aligned: Any = None) -> Loaded:
+        """`executable` linked into a library of this process's and run under qemu (one entry,
+        ``main``: NEON vectors are 16 bytes, which every NumPy array is aligned to)."""
         library = _library_dir() / f"{spec.workload_key}-{target.name}.so"
         export_library(executable, library, target)
         return self._loaded(library, target, executable)
 
-    def load(self, library: Path, spec: Any, target: Any) -> Loaded:
-        """The exported `library`, run under qemu."""
+    def load(self, library: Path, spec: Any, target: Any, aligned: Any = None) -> Loaded:
+        """The exported `library`, run under qemu (``main`` only, as built)."""
         return self._loaded(library, target, None)
 
     @staticmethod

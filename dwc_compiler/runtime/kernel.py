@@ -57,6 +57,35 @@ class BenchmarkResult:
 
 
 @dataclasses.dataclass(frozen=True)
+class AlignedEntries:
+    """The compiled functions for inputs off a vector boundary (``ops/channel_blocks.py``).
+
+    Attributes:
+        vector_bytes: the vector's size; an input's offset is its address modulo this.
+        names: function name by offset in bytes (the others take ``main``).
+    """
+
+    vector_bytes: int
+    names: dict[int, str]
+
+    @staticmethod
+    def name_for(offset: int) -> str:
+        """The function name of the kernel for inputs `offset` bytes past a vector boundary."""
+        return f"main_at{offset}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest's form."""
+        return {"vector_bytes": self.vector_bytes, "names": {str(offset): name for offset, name in self.names.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "AlignedEntries | None":
+        """The manifest's form read back (None for a manifest without: a module with ``main`` only)."""
+        if not data:
+            return None
+        return cls(int(data["vector_bytes"]), {int(offset): str(name) for offset, name in data["names"].items()})
+
+
+@dataclasses.dataclass(frozen=True)
 class Loaded:
     """Compiled code as a runtime made it callable.
 
@@ -72,6 +101,9 @@ class Loaded:
         executable: the ``tvm.compile`` result, for kernels built in this process.
         library_path: the linked library, where one exists already (loaded or emulated kernels).
         module: the runtime module, where one is loaded in this process.
+        aligned_invokes: the compiled functions for inputs off a vector boundary, by the input's
+            offset in bytes past one (a multiple of `vector_bytes`); `invoke` takes the others.
+        aligned_entries: their names in the module (for its manifest).
     """
 
     invoke: Callable[..., Any]
@@ -80,6 +112,8 @@ class Loaded:
     executable: Any = None
     library_path: Path | None = None
     module: Any = None
+    aligned_invokes: dict[int, Callable[..., Any]] = dataclasses.field(default_factory=dict)
+    aligned_entries: AlignedEntries | None = None
 
 
 class Kernel:
@@ -111,6 +145,7 @@ class Kernel:
         self._checks_arguments = loaded.checks_arguments
         self._output_dtype = np.dtype(self._output.dtype)
         self._spare_output: np.ndarray | None = None
+        self._spare_offset = 0  # its address past a 64-byte boundary, in bytes
         self._invoke = loaded.invoke
         self.call = self._lean_call()
 
@@ -143,6 +178,8 @@ class Kernel:
                 return checked(inputs, out)
             return checked_only
         kernel, refcount = self, sys.getrefcount
+        if self.loaded.aligned_invokes:
+            return self._lean_aligned_call()
 
         def call(*inputs: Any, out: np.ndarray | None = None) -> Any:
             if len(inputs) == count:
@@ -160,6 +197,45 @@ class Kernel:
             return checked(inputs, out)
         return call
 
+    def _lean_aligned_call(self) -> Callable[..., Any]:
+        """The lean call of a kernel with functions for inputs off a vector boundary: the one
+        for the input's offset runs (``main`` for the others), and a new output is placed at the
+        same offset, so that its stores are aligned too.
+
+        The input goes to TVM as the DLPack tensor its address is read from: that conversion is
+        the one the compiled function would make of a NumPy array itself."""
+        import tvm_ffi
+
+        from_dlpack, aligned = tvm_ffi.from_dlpack, self.loaded.aligned_invokes
+        vector_bytes = self.loaded.aligned_entries.vector_bytes
+        invoke, count, checked, new_output = self._invoke, self._input_count, self._checked_call, self._new_output
+        kernel, refcount = self, sys.getrefcount
+
+        def call(*inputs: Any, out: np.ndarray | None = None) -> Any:
+            if len(inputs) == count:
+                try:
+                    first = from_dlpack(inputs[0])
+                except _REFUSALS:
+                    return checked(inputs, out)
+                offset = first.data_ptr() % vector_bytes
+                run = aligned.get(offset)
+                if run is None:  # on a vector boundary, or off the offsets with a function
+                    offset, run = 0, invoke
+                if out is not None:
+                    result = out
+                else:  # _fresh_output, inlined (see call in _lean_call)
+                    result = kernel._spare_output
+                    if (result is None or kernel._spare_offset != offset or refcount(result) != 3
+                            or refcount(result.base) != 2):
+                        result = new_output(offset)
+                try:
+                    run(first, *inputs[1:], result)
+                    return result
+                except _REFUSALS:
+                    result = None
+            return checked(inputs, out)
+        return call
+
     def _checked_call(self, inputs: tuple, out: Any) -> Any:
         """The call with every argument checked in Python, copied where it must be."""
         if len(inputs) != self._input_count:
@@ -170,24 +246,30 @@ class Kernel:
         if not self.loaded.host_arrays:
             return self._invoke(*inputs, out=out)
         arrays = [prepare_array(value, argument) for value, argument in zip(inputs, self._inputs)]
-        result = self._fresh_output() if out is None else check_out(out, self._output)
-        self._invoke(*arrays, result)
+        entries = self.loaded.aligned_entries
+        offset = arrays[0].ctypes.data % entries.vector_bytes if entries is not None else 0
+        if offset not in self.loaded.aligned_invokes:
+            offset = 0
+        result = self._fresh_output(offset) if out is None else check_out(out, self._output)
+        self.loaded.aligned_invokes.get(offset, self._invoke)(*arrays, result)
         return result
 
-    def _fresh_output(self) -> np.ndarray:
+    def _fresh_output(self, offset: int = 0) -> np.ndarray:
         # Reuse the last output buffer when nothing outside holds it any more: fresh pages cost
         # more than a small layer's run. Views of it (whose base NumPy collapses to the shared
         # backing buffer, not to `spare`) are seen on the backing buffer's count. (The lean call
         # makes this test itself, with the same counts.)
         spare = self._spare_output
-        if (spare is not None and sys.getrefcount(spare) == 3  # self, `spare`, the argument
+        if (spare is not None and self._spare_offset == offset
+                and sys.getrefcount(spare) == 3  # self, `spare`, the argument
                 and sys.getrefcount(spare.base) == 2):  # spare's own reference, the argument
             return spare
-        return self._new_output()
+        return self._new_output(offset)
 
-    def _new_output(self) -> np.ndarray:
-        """A new output buffer, kept as the spare one."""
-        spare = self._spare_output = empty_aligned(self._output.shape, self._output_dtype)
+    def _new_output(self, offset: int = 0) -> np.ndarray:
+        """A new output buffer `offset` bytes past a 64-byte boundary, kept as the spare one."""
+        spare = self._spare_output = empty_aligned(self._output.shape, self._output_dtype, offset)
+        self._spare_offset = offset
         return spare
 
     # --- export ---------------------------------------------------------------------------

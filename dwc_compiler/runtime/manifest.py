@@ -44,6 +44,7 @@ def manifest_for(kernel: Any, library_name: str, library_sha256: str) -> dict[st
         "target": kernel.target.to_dict(),
         "schedule": kernel.schedule,
         "record": kernel.record,
+        "aligned_entries": kernel.loaded.aligned_entries.to_dict() if kernel.loaded.aligned_entries else None,
         "library": library_name,
         "library_sha256": library_sha256,
         "built_on": {"machine": platform.machine(), "node": platform.node()},

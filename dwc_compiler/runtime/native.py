@@ -8,7 +8,7 @@ from typing import Any
 from ..errors import IncompatibleModuleError
 from ..targets import missing_cpu_flags
 from .base import Runtime
-from .kernel import Loaded
+from .kernel import AlignedEntries, Loaded
 
 
 class NativeRuntime(Runtime):
@@ -17,13 +17,18 @@ class NativeRuntime(Runtime):
 
     name = "native"
 
-    def instantiate(self, spec: Any, target: Any, executable: Any) -> Loaded:
-        """The module jitted in this process; its ``main`` is looked up once (a lookup by name
-        costs ~14 us a call, tvm-notes.md)."""
-        module = executable.jit()
-        return Loaded(invoke=module["main"], executable=executable, module=module, checks_arguments=True)
+    def instantiate(self, spec: Any, target: Any, executable: Any, aligned: AlignedEntries | None = None) -> Loaded:
+        """The module jitted in this process; its ``main`` (and the functions `aligned` names)
+        looked up once (a lookup by name costs ~14 us a call, tvm-notes.md)."""
+        return self._loaded(executable.jit(), aligned, executable=executable)
 
-    def load(self, library: Path, spec: Any, target: Any) -> Loaded:
+    @staticmethod
+    def _loaded(module: Any, aligned: AlignedEntries | None, **where: Any) -> Loaded:
+        invokes = {offset: module[name] for offset, name in aligned.names.items()} if aligned is not None else {}
+        return Loaded(invoke=module["main"], module=module, checks_arguments=True, aligned_invokes=invokes,
+                      aligned_entries=aligned if invokes else None, **where)
+
+    def load(self, library: Path, spec: Any, target: Any, aligned: AlignedEntries | None = None) -> Loaded:
         """Load `library`, refusing one built for CPU features this machine lacks."""
         import tvm
 
@@ -33,5 +38,4 @@ class NativeRuntime(Runtime):
                 f"module: {library.name} was built for {target.name} "
                 f"({target.resolved_from or target.tvm_target.get('mcpu')}) and needs CPU features this "
                 f"machine lacks: {', '.join(missing)}; rebuild it with --target host")
-        module = tvm.runtime.load_module(str(library))
-        return Loaded(invoke=module["main"], library_path=library, module=module, checks_arguments=True)
+        return self._loaded(tvm.runtime.load_module(str(library)), aligned, library_path=library)

@@ -1,0 +1,127 @@
+"""Kernels for NHWC inputs off a vector boundary (ops/channel_blocks.py): every input offset gives
+the reference's result, the output is placed at the input's offset, and the variants survive
+export; the rule makes them only where they pay."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import dwc_compiler as dwc
+from dwc_compiler.build import scheduled
+from dwc_compiler.ops.channel_blocks import ChannelBlocks
+from dwc_compiler.ops.compare import TOLERANCES, max_relative_error
+from dwc_compiler.schedules import aligned_variants
+from dwc_compiler.targets import resolve_target
+from dwc_compiler.workloads import MOBILENET_V2
+
+from helpers import skip_unless_this_cpu_runs
+
+# 14x14 outputs, 8 vectors of channels: a layer the x86 rule makes variants for (a 2x2 tile).
+SHAPE, WINDOW = (1, 14, 14, 128), (3, 3, 128, 1)
+
+
+def _filled(shape, dtype, offset: int, seed: int) -> np.ndarray:
+    array = dwc.empty_aligned(shape, dtype, offset)
+    array[...] = np.random.default_rng(seed).standard_normal(shape)
+    return array
+
+
+def _block_starts(blocks: ChannelBlocks) -> list[int]:
+    from tvm import tirx
+
+    # On constants, TIR's arithmetic folds to a constant.
+    return [int(blocks.channel(tirx.IntImm("int32", block * blocks.lanes))) for block in range(blocks.count)]
+
+
+def test_channel_blocks_cover_every_channel_with_aligned_interior_blocks():
+    blocks = ChannelBlocks.for_tile(lanes=16, phase=4, channels=64, blocks_per_tile=1)
+    starts = _block_starts(blocks)
+    assert starts == [0, 12, 28, 44, 48]
+    assert {start + lane for start in starts for lane in range(16)} == set(range(64))
+    # Blocks for a tile of 2 repeat the last one to make a whole tile.
+    assert _block_starts(ChannelBlocks.for_tile(16, 4, 64, blocks_per_tile=2)) == [0, 12, 28, 44, 48, 48]
+
+
+@pytest.mark.parametrize("target", ["host", "x86-avx2"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("epilogue", [{}, {"bias": True, "activation": "relu6"}], ids=["plain", "bias-relu6"])
+def test_every_input_offset_matches_the_reference(target, dtype, epilogue):
+    skip_unless_this_cpu_runs(target)
+    weights = _filled(WINDOW, dtype, 0, seed=1)
+    bias = _filled((SHAPE[3],), dtype, 0, seed=2) if epilogue else None
+    activation = epilogue.get("activation")
+    kernel = dwc.depthwise_kernel(_filled(SHAPE, dtype, 0, 0), weights, 1, "SAME", target=target, bias=bias,
+                                  activation=activation)
+    if kernel.target.family != "x86":
+        pytest.skip("variants for inputs off a vector boundary exist for x86 vectors (NEON's are 16 bytes)")
+    entries = kernel.loaded.aligned_entries
+    assert entries is not None and set(kernel.loaded.aligned_invokes) == set(range(16, entries.vector_bytes, 16))
+    itemsize = np.dtype(dtype).itemsize
+    for offset in sorted({0, itemsize, 16, 32, 48}):
+        data = _filled(SHAPE, dtype, offset, seed=offset)
+        result = dwc.depthwise_conv2d(data, weights, 1, "SAME", target=target, bias=bias, activation=activation)
+        error = max_relative_error(result, kernel.spec.reference(data, weights, *([bias] if epilogue else [])))
+        assert error <= TOLERANCES[dtype], f"input {offset} bytes past 64: max relative error {error:.3g}"
+        has_variant = offset % entries.vector_bytes in kernel.loaded.aligned_invokes
+        assert result.ctypes.data % entries.vector_bytes == (offset % entries.vector_bytes if has_variant else 0)
+
+
+def test_out_argument_and_copied_inputs_at_other_offsets():
+    skip_unless_this_cpu_runs("x86-avx512")
+    weights = _filled(WINDOW, "float32", 0, seed=1)
+    data = _filled(SHAPE, "float32", 16, seed=0)
+    kernel = dwc.depthwise_kernel(data, weights, 1, "SAME", target="x86-avx512")
+    expected = kernel.spec.reference(data, weights)
+    out = dwc.empty_aligned(kernel.spec.output_shape, "float32", 48)
+    assert kernel(data, weights, out=out) is out
+    assert max_relative_error(out, expected) <= TOLERANCES["float32"]
+    read_only = data.copy()
+    read_only.flags.writeable = False  # DLPack refuses it: the checked path copies it
+    assert max_relative_error(kernel(read_only, weights), expected) <= TOLERANCES["float32"]
+    with dwc.num_threads(2):
+        assert max_relative_error(kernel(data, weights), expected) <= TOLERANCES["float32"]
+
+
+def test_exported_kernel_keeps_its_variants(tmp_path):
+    skip_unless_this_cpu_runs("x86-avx512")
+    weights = _filled(WINDOW, "float32", 0, seed=1)
+    data = _filled(SHAPE, "float32", 16, seed=0)
+    library = dwc.depthwise_kernel(data, weights, 1, "SAME", target="x86-avx512").export(tmp_path / "k.so")
+    manifest = json.loads(library.with_name("k.so.json").read_text())
+    assert manifest["aligned_entries"] == {"vector_bytes": 64,
+                                           "names": {"16": "main_at16", "32": "main_at32", "48": "main_at48"}}
+    loaded = dwc.load(library)
+    assert set(loaded.loaded.aligned_invokes) == {16, 32, 48}
+    result = loaded(data, weights)
+    assert result.ctypes.data % 64 == 16
+    assert max_relative_error(result, loaded.spec.reference(data, weights)) <= TOLERANCES["float32"]
+
+
+def _variants(spec, target_name="x86-avx512"):
+    target = resolve_target(target_name)
+    return aligned_variants(spec, target, scheduled(spec, target)[0])
+
+
+@pytest.mark.parametrize("why, spec", [
+    ("NCHW", dwc.DepthwiseSpec.create((1, 128, 14, 14), (3, 3, 128, 1), 1, "SAME", "NCHW")),
+    ("a channel multiplier", dwc.DepthwiseSpec.create((1, 14, 14, 64), (3, 3, 64, 2), 1, "SAME")),
+    ("channels no whole number of vectors", dwc.DepthwiseSpec.create((1, 14, 14, 136), (3, 3, 136, 1), 1, "SAME")),
+    ("too few outputs", dwc.DepthwiseSpec.create((1, 4, 4, 128), (3, 3, 128, 1), 1, "SAME")),
+    ("a 2x4 tile, whose split loads cost less than a block more", MOBILENET_V2["mbv2-28x28x192-s1"]),
+    ("an input larger than L2", MOBILENET_V2["mbv2-112x112x96-s2"]),
+])
+def test_no_variants_where_they_do_not_pay(why, spec):
+    assert _variants(spec) == {}, why
+
+
+def test_variants_only_for_x86_and_with_the_main_kernels_tile():
+    spec = MOBILENET_V2["mbv2-28x28x192-s2"]
+    assert _variants(spec, "aarch64-neon") == {}
+    variants = _variants(spec)
+    assert sorted(variants) == [16, 32, 48]
+    blocks, _ = variants[16]
+    # The shipped record's tile holds 2 vectors per block: 12 vectors + 1, rounded up to 14.
+    assert (blocks.lanes, blocks.phase, blocks.count) == (16, 4, 14)
