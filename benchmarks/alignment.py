@@ -4,8 +4,8 @@ usage: python benchmarks/alignment.py [THREADS] [ROUNDS]
 
 For each MobileNetV2 depthwise layer (NHWC, plain and with the fused bias + ReLU6), in one
 process, interleaved rounds time whole ``dwc_compiler.depthwise_conv2d`` calls on the input as
-NumPy allocates it (``rng.random(shape).astype(np.float32)``: glibc places every array of
-128 KB or more 16 bytes past a page boundary) and on a copy on a 64-byte boundary. Beside them,
+NumPy allocates it (``rng.random(shape).astype(np.float32)``: 16, 32 or 48 bytes past a 64-byte
+boundary, or on one; the table says which) and on a copy on a 64-byte boundary. Beside them,
 in the same rounds, the compiled functions alone: the kernel's ``main`` on the plain input
 (what every call ran before the kernels for inputs off a vector boundary existed) and on the
 aligned one, and the variant for the plain input's offset, where the layer has one. Writes
@@ -38,10 +38,11 @@ def measure(name: str, spec, epilogue: str, rounds: int) -> dict:
     strides = list(spec.strides)
     kernel = dwc.depthwise_kernel(plain, weights, strides, "SAME", "NHWC", **fused)
     bias = [fused["bias"]] if fused else []
-    offset = plain.ctypes.data % 64
-    variant = kernel.loaded.aligned_invokes.get(offset)
+    address = plain.ctypes.data
+    entries = kernel.loaded.aligned_entries
+    variant = kernel.loaded.aligned_invokes.get(address % entries.vector_bytes) if entries is not None else None
     main_out = dwc.empty_aligned(kernel.spec.output_shape, np.float32)
-    variant_out = dwc.empty_aligned(kernel.spec.output_shape, np.float32, offset)
+    variant_out = dwc.empty_aligned(kernel.spec.output_shape, np.float32, address % 64)
     expected = kernel.spec.reference(plain, weights, *bias)
     error = float(np.max(np.abs(dwc.depthwise_conv2d(plain, weights, strides, "SAME", "NHWC", **fused) - expected))
                   / np.max(np.abs(expected)))
@@ -54,8 +55,9 @@ def measure(name: str, spec, epilogue: str, rounds: int) -> dict:
     if variant is not None:
         calls["variant_plain"] = lambda: variant(plain, weights, *bias, variant_out)
     samples = interleaved_rounds(calls, rounds, WARMUP_CALLS, TIMED_CALLS)
-    row = {"layer": name, "epilogue": epilogue or "none", "input_address_mod_64": offset,
-           "has_variant": variant is not None, "schedule": kernel.schedule, "max_relative_error": error,
+    row = {"layer": name, "epilogue": epilogue or "none", "input_address_mod_64": address % 64,
+           "kernel_has_variants": entries is not None, "has_variant": variant is not None,
+           "schedule": kernel.schedule, "max_relative_error": error,
            **{f"{call}_us": statistics.median(values) for call, values in samples.items()},
            "api_plain_over_aligned": median_ratio(samples["api_plain"], samples["api_aligned"]),
            "main_plain_over_aligned": median_ratio(samples["main_plain"], samples["main_aligned"]),
@@ -83,13 +85,14 @@ def main() -> None:
               f"offset); {rounds} interleaved rounds (order reversed every other round), each block "
               f"{WARMUP_CALLS} warm-up calls then {TIMED_CALLS} timed calls (block mean); times are medians "
               f"over rounds, ratios the medians of the per-round ratios")
-    table = ["| layer | epilogue | variant | API plain (us) | API aligned (us) | plain / aligned | "
-             "main alone: plain / aligned | variant / main, plain input |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
+    table = ["| layer | epilogue | kernel has variants | plain input at (bytes past 64) | API plain (us) | "
+             "API aligned (us) | plain / aligned | main alone: plain / aligned | variant / main, plain input |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         flag = "" if row["api_plain_over_aligned"] <= LIMIT else " (over 5%)"
         variant = f"{row['variant_over_main_plain']:.3f}" if row["has_variant"] else "-"
-        table.append(f"| {row['layer']} | {row['epilogue']} | {'yes' if row['has_variant'] else 'no'} | "
+        table.append(f"| {row['layer']} | {row['epilogue']} | {'yes' if row['kernel_has_variants'] else 'no'} | "
+                     f"{row['input_address_mod_64']} | "
                      f"{row['api_plain_us']:.1f} | {row['api_aligned_us']:.1f} | "
                      f"{row['api_plain_over_aligned']:.3f}{flag} | {row['main_plain_over_aligned']:.3f} | {variant} |")
     ratios = [row["api_plain_over_aligned"] for row in rows]

@@ -49,7 +49,10 @@ def default_tiling(spec: DepthwiseSpec, target) -> CpuTiling:
 # 3.8 or more input vectors per output vector; but 28x28x192-s1 1.10 and 56x56x144-s1 1.07 (2x4
 # tiles, 3 loads per output: the split loads cost them 1.04-1.14x only), and 112x112x96-s2 1.08
 # (its 4.8 MB input streams from L3 either way).
-MIN_ALIGNED_BLOCKS = 4  # C / L: below, the extra block costs a quarter or more
+
+# Blocks a variant computes per pixel against the C / L of main (one more, rounded up to whole
+# register tiles): beyond this, the extra blocks cost more than the aligned loads gain.
+MAX_ALIGNED_BLOCKS_RATIO = 1.25
 MIN_LOADS_PER_OUTPUT = 3.5  # input vectors a register tile loads per output vector, per window
 MAX_ALIGNED_INPUT_BYTES = 2 << 20  # a core's L2 on the machines measured
 # Below this many outputs the ~1 us the call spends reading the input's address costs more
@@ -75,14 +78,16 @@ def aligned_variants(spec: Any, target: Any, main: Any) -> dict[int, tuple[Chann
     if not isinstance(spec, DepthwiseSpec) or spec.data_format != "NHWC" or spec.multiplier != 1:
         return {}
     lanes = target.lanes(accumulator_dtype(spec.dtype))
+    vectors, vector_bytes = spec.in_channels // lanes, lanes * spec.itemsize
     tiling = tiling_of(main, spec, default_tiling(spec, target))
-    if (spec.in_channels % lanes or spec.in_channels // lanes < MIN_ALIGNED_BLOCKS
+    if (spec.in_channels % lanes or vector_bytes <= ALIGNED_OFFSET_STEP_BYTES
+            or ChannelBlocks.count_for(vectors, tiling.vectors_per_block) > MAX_ALIGNED_BLOCKS_RATIO * vectors
             or int(np.prod(spec.output_shape)) < MIN_ALIGNED_OUTPUTS
             or int(np.prod(spec.input_shape)) * spec.itemsize > MAX_ALIGNED_INPUT_BYTES
             or _loads_per_output(spec, tiling) < MIN_LOADS_PER_OUTPUT):
         return {}
     variants = {}
-    for offset in range(ALIGNED_OFFSET_STEP_BYTES, lanes * spec.itemsize, ALIGNED_OFFSET_STEP_BYTES):
+    for offset in range(ALIGNED_OFFSET_STEP_BYTES, vector_bytes, ALIGNED_OFFSET_STEP_BYTES):
         blocks = ChannelBlocks.for_tile(lanes, offset // spec.itemsize, spec.in_channels, tiling.vectors_per_block)
         variants[offset] = (blocks, schedule_nhwc(as_schedule(prim_func(spec, blocks)), spec, tiling))
     return variants

@@ -13,6 +13,7 @@ import dwc_compiler as dwc
 from dwc_compiler.build import scheduled
 from dwc_compiler.ops.channel_blocks import ChannelBlocks
 from dwc_compiler.ops.compare import TOLERANCES, max_relative_error
+from dwc_compiler.ops.depthwise import filter_from_hwcm
 from dwc_compiler.schedules import aligned_variants
 from dwc_compiler.targets import resolve_target
 from dwc_compiler.workloads import MOBILENET_V2
@@ -69,6 +70,47 @@ def test_every_input_offset_matches_the_reference(target, dtype, epilogue):
         assert result.ctypes.data % entries.vector_bytes == (offset % entries.vector_bytes if has_variant else 0)
 
 
+@pytest.mark.parametrize("input_shape, filter_shape, options", [
+    ((1, 28, 28, 192), (3, 3, 192, 1), {"strides": 2}),  # the shipped record's tile: 2 vectors, 14 blocks
+    ((1, 14, 14, 128), (3, 3, 128, 1), {"dtype": "float16"}),  # 32-byte vectors of float16: offset 16
+    ((1, 14, 14, 128), (3, 3, 128, 1), {"filter_format": "OIHW"}),
+    ((1, 14, 14, 128), (3, 3, 128, 1), {"filter_format": "GOIHW", "dilations": 2}),
+    ((2, 28, 28, 128), (3, 3, 128, 1), {"strides": 2, "bias": True, "activation": "relu"}),
+], ids=["record-tile", "float16", "OIHW", "GOIHW-dilated", "batch2-s2-relu"])
+def test_variants_of_other_forms_match_the_reference(input_shape, filter_shape, options):
+    """Each at the offsets that have variants, against the float64 reference of the TF form."""
+    skip_unless_this_cpu_runs("x86-avx512")
+    options = dict(options)
+    dtype = options.pop("dtype", "float32")
+    filter_format, with_bias = options.pop("filter_format", "HWCM"), options.pop("bias", False)
+    weights = _filled(filter_shape, dtype, 0, seed=1)
+    passed_filter = np.ascontiguousarray(filter_from_hwcm(weights, filter_format))
+    bias = [_filled((filter_shape[2],), dtype, 0, seed=2)] if with_bias else []
+    arguments = dict(strides=options.pop("strides", 1), padding="SAME", target="x86-avx512",
+                     filter_format=filter_format, bias=bias[0] if bias else None, **options)
+    kernel = dwc.depthwise_kernel(_filled(input_shape, dtype, 0, 0), passed_filter, **arguments)
+    assert kernel.loaded.aligned_invokes, "the rule made no variants for this layer"
+    reference_spec = dwc.DepthwiseSpec.create(input_shape, filter_shape, arguments["strides"], "SAME",
+                                              dilations=options.get("dilations"), dtype=dtype, with_bias=with_bias,
+                                              activation=options.get("activation"))
+    for offset in kernel.loaded.aligned_invokes:
+        data = _filled(input_shape, dtype, offset, seed=offset)
+        result = dwc.depthwise_conv2d(data, passed_filter, **arguments)
+        error = max_relative_error(result, reference_spec.reference(data, weights, *bias))
+        assert error <= TOLERANCES[dtype], f"input {offset} bytes past 64: max relative error {error:.3g}"
+
+
+def test_pytorch_tensors_off_a_vector_boundary():
+    torch = pytest.importorskip("torch")
+    skip_unless_this_cpu_runs("x86-avx512")
+    weights = _filled(WINDOW, "float32", 0, seed=1)
+    data = _filled(SHAPE, "float32", 16, seed=0)
+    expected = dwc.DepthwiseSpec.create(SHAPE, WINDOW, 1, "SAME").reference(data, weights)
+    result = dwc.depthwise_conv2d(torch.from_numpy(data), torch.from_numpy(weights), 1, "SAME", target="x86-avx512")
+    assert result.ctypes.data % 64 == 16
+    assert max_relative_error(result, expected) <= TOLERANCES["float32"]
+
+
 def test_out_argument_and_copied_inputs_at_other_offsets():
     skip_unless_this_cpu_runs("x86-avx512")
     weights = _filled(WINDOW, "float32", 0, seed=1)
@@ -98,6 +140,16 @@ def test_exported_kernel_keeps_its_variants(tmp_path):
     result = loaded(data, weights)
     assert result.ctypes.data % 64 == 16
     assert max_relative_error(result, loaded.spec.reference(data, weights)) <= TOLERANCES["float32"]
+    # A module whose manifest has no variants (an older dwc's) runs main for every input.
+    del manifest["aligned_entries"]
+    library.with_name("k.so.json").write_text(json.dumps(manifest))
+    older = dwc.load(library)
+    assert older.loaded.aligned_invokes == {} and older(data, weights).ctypes.data % 64 == 0
+    # One that names a function the library lacks is refused, by name.
+    manifest["aligned_entries"] = {"vector_bytes": 64, "names": {"16": "main_at99"}}
+    library.with_name("k.so.json").write_text(json.dumps(manifest))
+    with pytest.raises(dwc.IncompatibleModuleError, match="main_at99"):
+        dwc.load(library)
 
 
 def _variants(spec, target_name="x86-avx512"):

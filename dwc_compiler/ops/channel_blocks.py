@@ -8,7 +8,8 @@ the small MobileNetV2 layers, one thread). Placed instead at ``[L - phase, 2L - 
 the blocks between the pixel's first and last vector boundary are aligned; one block at
 channel 0 and one ending at channel C cover the channels before and after them, overlapping
 their neighbours (the overlapped channels are computed twice and stored twice with the same
-value). A pixel then takes C / L + 1 blocks instead of C / L, two of them unaligned.
+value). A pixel then takes C / L + 1 blocks instead of C / L, two of them unaligned (more, by
+repeating the last block, where a register tile holds several blocks).
 
 The op's compute runs over the blocks' positions (``extent`` of them, a whole number of
 vectors); :meth:`ChannelBlocks.channel` maps a position to the channel it computes, which
@@ -45,11 +46,16 @@ class ChannelBlocks:
             raise ValueError(f"internal: no {self.count} channel blocks of {self.lanes} lanes at phase "
                              f"{self.phase} for {self.channels} channels")
 
+    @staticmethod
+    def count_for(vectors: int, blocks_per_tile: int) -> int:
+        """Blocks per pixel for channels of `vectors` whole vectors in register tiles of
+        `blocks_per_tile` blocks: ``vectors + 1``, rounded up to whole tiles."""
+        return -(-(vectors + 1) // blocks_per_tile) * blocks_per_tile
+
     @classmethod
     def for_tile(cls, lanes: int, phase: int, channels: int, blocks_per_tile: int) -> "ChannelBlocks":
         """The fewest blocks that cover `channels` at `phase` in whole tiles of `blocks_per_tile`."""
-        fewest = channels // lanes + 1
-        return cls(lanes, phase, channels, -(-fewest // blocks_per_tile) * blocks_per_tile)
+        return cls(lanes, phase, channels, cls.count_for(channels // lanes, blocks_per_tile))
 
     @property
     def extent(self) -> int:

@@ -93,17 +93,20 @@ def _through_channel_blocks(func, channel_blocks: Any, buffer_names: list[str], 
         name = str(func.params[index].name)
         if name in buffer_names:
             declared = tuple(int(extent) for extent in func.params[index].ty.shape)
-            before = f"{name}: T.Buffer({_shape_text(declared)}"
-            if before not in lines[signature_index]:
-                raise BuildError(f"internal: no parameter {before!r} in {lines[signature_index]}")
-            lines[signature_index] = lines[signature_index].replace(before, f"{name}: T.Buffer({_shape_text(shape)}")
+            before = re.compile(rf"(?<![\w.]){re.escape(name)}: T\.Buffer\({re.escape(_shape_text(declared))}")
+            lines[signature_index], found = before.subn(f"{name}: T.Buffer({_shape_text(shape)}",
+                                                        lines[signature_index])
+            if found != 1:
+                raise BuildError(f"internal: no single parameter {name} of shape {declared} in {lines[signature_index]}")
     body = "\n".join(lines[signature_index + 1:])
     for name in buffer_names:
-        access = re.compile(rf"\b{name}\[((?:\w+, )*)(\w+)\]")
-        body, found = access.subn(
+        accesses = len(re.findall(rf"(?<![\w.]){re.escape(name)}\[", body))
+        by_variables = re.compile(rf"(?<![\w.]){re.escape(name)}\[((?:\w+, )*)(\w+)\]")
+        body, found = by_variables.subn(
             lambda m: f"{name}[{m.group(1)}{channel_blocks.channel(tirx.Var(m.group(2), 'int32'))}]", body)
-        if not found:
-            raise BuildError(f"internal: no access of {name} by block variables in {body[:400]}")
+        if not found or found != accesses:  # an access by anything else would be left by position
+            raise BuildError(f"internal: {accesses - found} of the {accesses} accesses of {name} are not by "
+                             f"block variables in {body[:400]}")
     rewritten = tvm.script.from_source("\n".join(lines[:signature_index + 1]) + "\n" + body)
     if [tuple(int(extent) for extent in param.ty.shape) for param in rewritten.params] != shapes:
         raise BuildError(f"internal: channel-block rewrite gave parameters {rewritten.params}, expected {shapes}")

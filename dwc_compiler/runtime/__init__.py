@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..errors import IncompatibleModuleError
 from .base import Runtime
 from .cuda import CudaRuntime
 from .emulated import EmulatedRuntime
@@ -43,7 +44,11 @@ def load(path: str | Path, expected_spec: Any = None) -> Kernel:
     library = Path(path).expanduser().resolve()
     spec, target, manifest = read_module(library, expected_spec)
     runtime = runtime_for(target)
-    aligned = AlignedEntries.from_dict(manifest.get("aligned_entries"))
+    try:
+        aligned = AlignedEntries.from_dict(manifest.get("aligned_entries"))
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise IncompatibleModuleError(f"module: the manifest of {library.name} is damaged (aligned_entries: "
+                                      f"{exc!r})") from exc
     return Kernel(spec, target, manifest.get("schedule", "?"), runtime, runtime.load(library, spec, target, aligned),
                   record=manifest.get("record"))
 

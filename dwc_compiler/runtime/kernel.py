@@ -102,7 +102,7 @@ class Loaded:
         library_path: the linked library, where one exists already (loaded or emulated kernels).
         module: the runtime module, where one is loaded in this process.
         aligned_invokes: the compiled functions for inputs off a vector boundary, by the input's
-            offset in bytes past one (a multiple of `vector_bytes`); `invoke` takes the others.
+            address modulo the vector's bytes (multiples of 16 below it); `invoke` takes the others.
         aligned_entries: their names in the module (for its manifest).
     """
 
@@ -145,7 +145,7 @@ class Kernel:
         self._checks_arguments = loaded.checks_arguments
         self._output_dtype = np.dtype(self._output.dtype)
         self._spare_output: np.ndarray | None = None
-        self._spare_offset = 0  # its address past a 64-byte boundary, in bytes
+        self._spare_offset = 0  # the offset (bytes past a 64-byte boundary) it was allocated at
         self._invoke = loaded.invoke
         self.call = self._lean_call()
 
@@ -177,9 +177,9 @@ class Kernel:
             def checked_only(*inputs: Any, out: np.ndarray | None = None) -> Any:
                 return checked(inputs, out)
             return checked_only
-        kernel, refcount = self, sys.getrefcount
         if self.loaded.aligned_invokes:
             return self._lean_aligned_call()
+        kernel, refcount = self, sys.getrefcount
 
         def call(*inputs: Any, out: np.ndarray | None = None) -> Any:
             if len(inputs) == count:

@@ -38,4 +38,10 @@ class NativeRuntime(Runtime):
                 f"module: {library.name} was built for {target.name} "
                 f"({target.resolved_from or target.tvm_target.get('mcpu')}) and needs CPU features this "
                 f"machine lacks: {', '.join(missing)}; rebuild it with --target host")
-        return self._loaded(tvm.runtime.load_module(str(library)), aligned, library_path=library)
+        module = tvm.runtime.load_module(str(library))
+        absent = [name for name in (aligned.names.values() if aligned is not None else ())
+                  if not module.implements_function(name)]
+        if absent:
+            raise IncompatibleModuleError(
+                f"module: {library.name} lacks the functions its manifest names ({', '.join(absent)}); rebuild it")
+        return self._loaded(module, aligned, library_path=library)
