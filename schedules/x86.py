@@ -43,12 +43,13 @@ def default_tiling(spec: DepthwiseSpec, target) -> CpuTiling:
 
 # Kernels for inputs off a vector boundary (ops/channel_blocks.py) compute one block per pixel
 # more than the pixel's C / L and pay off where misaligned loads cost more than that. Measured
-# (1 thread, Emerald Rapids, 21 interleaved rounds of the kernels alone, input 16 bytes past a
-# 64-byte boundary; the variant / the usual kernel on that input): 7x7x960 0.77, 14x14x576-s1
-# 0.90 and -s2 0.81, 14x14x384 0.92, 28x28x192-s2 0.81, 56x56x144-s2 0.86, all tiles that load
-# 3.8 or more input vectors per output vector; but 28x28x192-s1 1.10 and 56x56x144-s1 1.07 (2x4
-# tiles, 3 loads per output: the split loads cost them 1.04-1.14x only), and 112x112x96-s2 1.08
-# (its 4.8 MB input streams from L3 either way).
+# (1 thread, Emerald Rapids, 15-21 interleaved rounds of the kernels alone; the variant / the
+# usual kernel on the same input 16, 32 or 48 bytes past a 64-byte boundary): 7x7x960 0.75-0.84,
+# 14x14x576-s1 0.76-0.93 and -s2 0.73-0.81, 28x28x192-s2 0.82-0.84, 56x56x144-s2 0.83-0.86: all
+# tiles of one row, or at stride 2, loading 3.8 or more input vectors per output vector. Tiles
+# of several rows at row stride 1, which share input rows, lose: 14x14x384 (2x2) 0.99-1.06,
+# 28x28x192-s1 1.10 and 56x56x144-s1 1.07 (2x4: the split loads cost them 1.04-1.14x only); so
+# does 112x112x96-s2 (1.08: its 4.8 MB input streams from L3 either way).
 
 # Blocks a variant computes per pixel against the C / L of main (one more, rounded up to whole
 # register tiles): beyond this, the extra blocks cost more than the aligned loads gain.
@@ -70,7 +71,8 @@ def aligned_variants(spec: Any, target: Any, main: Any) -> dict[int, tuple[Chann
     with the register tile of `main` (the schedule of ``main``, a tuning record's or the hand
     one), as ``(blocks, schedule)``; None (not mine) unless `target` is of the x86 family.
 
-    Empty where they do not pay (see ``MIN_LOADS_PER_OUTPUT`` and the limits beside it), and
+    Empty where they do not pay (tiles of several rows at row stride 1, and the limits beside
+    ``MIN_LOADS_PER_OUTPUT``), and
     for NCHW, a channel multiplier, or channels that are no whole number of vectors (the
     pixels' offsets then differ)."""
     if target.family != "x86":
@@ -84,7 +86,8 @@ def aligned_variants(spec: Any, target: Any, main: Any) -> dict[int, tuple[Chann
             or ChannelBlocks.count_for(vectors, tiling.vectors_per_block) > MAX_ALIGNED_BLOCKS_RATIO * vectors
             or int(np.prod(spec.output_shape)) < MIN_ALIGNED_OUTPUTS
             or int(np.prod(spec.input_shape)) * spec.itemsize > MAX_ALIGNED_INPUT_BYTES
-            or _loads_per_output(spec, tiling) < MIN_LOADS_PER_OUTPUT):
+            or _loads_per_output(spec, tiling) < MIN_LOADS_PER_OUTPUT
+            or (tiling.tile_rows > 1 and spec.strides[0] == 1)):
         return {}
     variants = {}
     for offset in range(ALIGNED_OFFSET_STEP_BYTES, vector_bytes, ALIGNED_OFFSET_STEP_BYTES):

@@ -20,8 +20,8 @@ from dwc_compiler.workloads import MOBILENET_V2
 
 from helpers import skip_unless_this_cpu_runs
 
-# 14x14 outputs, 8 vectors of channels: a layer the x86 rule makes variants for (a 2x2 tile).
-SHAPE, WINDOW = (1, 14, 14, 128), (3, 3, 128, 1)
+# 7x7 outputs, 24 vectors of channels: a layer the x86 rule makes variants for (a 1x7 tile).
+SHAPE, WINDOW = (1, 7, 7, 384), (3, 3, 384, 1)
 
 
 def _filled(shape, dtype, offset: int, seed: int) -> np.ndarray:
@@ -72,8 +72,8 @@ def test_every_input_offset_matches_the_reference(target, dtype, epilogue):
 
 @pytest.mark.parametrize("input_shape, filter_shape, options", [
     ((1, 28, 28, 192), (3, 3, 192, 1), {"strides": 2}),  # the shipped record's tile: 2 vectors, 14 blocks
-    ((1, 14, 14, 128), (3, 3, 128, 1), {"dtype": "float16"}),  # 32-byte vectors of float16: offset 16
-    ((1, 14, 14, 128), (3, 3, 128, 1), {"filter_format": "OIHW"}),
+    ((1, 7, 7, 384), (3, 3, 384, 1), {"dtype": "float16"}),  # 32-byte vectors of float16: offset 16
+    ((1, 7, 7, 384), (3, 3, 384, 1), {"filter_format": "OIHW"}),
     ((1, 14, 14, 128), (3, 3, 128, 1), {"filter_format": "GOIHW", "dilations": 2}),
     ((2, 28, 28, 128), (3, 3, 128, 1), {"strides": 2, "bias": True, "activation": "relu"}),
 ], ids=["record-tile", "float16", "OIHW", "GOIHW-dilated", "batch2-s2-relu"])
@@ -157,16 +157,22 @@ def _variants(spec, target_name="x86-avx512"):
     return aligned_variants(spec, target, scheduled(spec, target)[0])
 
 
+# Each differs from a layer with variants (7x7x384, a 1x7 tile) in the one way it names.
 @pytest.mark.parametrize("why, spec", [
-    ("NCHW", dwc.DepthwiseSpec.create((1, 128, 14, 14), (3, 3, 128, 1), 1, "SAME", "NCHW")),
-    ("a channel multiplier", dwc.DepthwiseSpec.create((1, 14, 14, 64), (3, 3, 64, 2), 1, "SAME")),
-    ("channels no whole number of vectors", dwc.DepthwiseSpec.create((1, 14, 14, 136), (3, 3, 136, 1), 1, "SAME")),
-    ("too few outputs", dwc.DepthwiseSpec.create((1, 4, 4, 128), (3, 3, 128, 1), 1, "SAME")),
+    ("NCHW", dwc.DepthwiseSpec.create((1, 384, 7, 7), (3, 3, 384, 1), 1, "SAME", "NCHW")),
+    ("a channel multiplier", dwc.DepthwiseSpec.create((1, 7, 7, 192), (3, 3, 192, 2), 1, "SAME")),
+    ("channels no whole number of vectors", dwc.DepthwiseSpec.create((1, 7, 7, 392), (3, 3, 392, 1), 1, "SAME")),
+    ("too few outputs", dwc.DepthwiseSpec.create((1, 7, 7, 320), (3, 3, 320, 1), 1, "SAME")),
     ("a 2x4 tile, whose split loads cost less than a block more", MOBILENET_V2["mbv2-28x28x192-s1"]),
+    ("a 2x2 tile at stride 1, whose rows share input rows", MOBILENET_V2["mbv2-14x14x384-s1"]),
     ("an input larger than L2", MOBILENET_V2["mbv2-112x112x96-s2"]),
 ])
 def test_no_variants_where_they_do_not_pay(why, spec):
     assert _variants(spec) == {}, why
+
+
+def test_the_layer_those_differ_from_has_variants():
+    assert sorted(_variants(dwc.DepthwiseSpec.create(SHAPE, WINDOW, 1, "SAME"))) == [16, 32, 48]
 
 
 def test_variants_only_for_x86_and_with_the_main_kernels_tile():
