@@ -9,7 +9,10 @@ thread, AVX-512, benchmarks/results/tiling-sweep-*.json): 2 rows x 4 columns is 
 inputs between rows and prefers one row of 4-7 columns. Wider channel blocks (2 vectors) were
 never better. NCHW vectorizes along output columns instead, with up to 8 rows per register tile
 (against 4: 0.975x the time in geomean over the MobileNetV2 layers, 0.89x on 7x7 planes, whose
-tile is then the whole plane; 1 thread, Emerald Rapids, 21 paired rounds).
+tile is then the whole plane; 1 thread, Emerald Rapids, 21 paired rounds). For NHWC inputs off a
+vector boundary (NumPy's arrays), ``aligned_variants`` adds kernels whose channel blocks start
+at the input's first vector boundary, with the register tile of the kernel for aligned inputs,
+where the split loads cost more than the block of extra work they take.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ def default_tiling(spec: DepthwiseSpec, target) -> CpuTiling:
 MAX_ALIGNED_BLOCKS_RATIO = 1.25
 MIN_LOADS_PER_OUTPUT = 3.5  # input vectors a register tile loads per output vector, per window
 MAX_ALIGNED_INPUT_BYTES = 2 << 20  # a core's L2 on the machines measured
-# Below this many outputs the ~1 us the call spends reading the input's address costs more
+# Below this many outputs the ~0.7 us the call spends reading the input's address costs more
 # than the split loads (the 7x7x576 output of 14x14x576-s2 has 28 k).
 MIN_ALIGNED_OUTPUTS = 16 << 10
 
@@ -72,9 +75,8 @@ def aligned_variants(spec: Any, target: Any, main: Any) -> dict[int, tuple[Chann
     one), as ``(blocks, schedule)``; None (not mine) unless `target` is of the x86 family.
 
     Empty where they do not pay (tiles of several rows at row stride 1, and the limits beside
-    ``MIN_LOADS_PER_OUTPUT``), and
-    for NCHW, a channel multiplier, or channels that are no whole number of vectors (the
-    pixels' offsets then differ)."""
+    ``MIN_LOADS_PER_OUTPUT``), and for NCHW, a channel multiplier, or channels that are no whole
+    number of vectors (the pixels' offsets then differ)."""
     if target.family != "x86":
         return None
     if not isinstance(spec, DepthwiseSpec) or spec.data_format != "NHWC" or spec.multiplier != 1:
