@@ -40,7 +40,7 @@ def measure(name: str, spec, epilogue: str, rounds: int) -> dict:
     bias = [fused["bias"]] if fused else []
     address = plain.ctypes.data
     entries = kernel.loaded.aligned_entries
-    variant = kernel.loaded.aligned_invokes.get(address % entries.vector_bytes) if entries is not None else None
+    variant = kernel.aligned_function(address % entries.vector_bytes) if entries is not None else None
     main_out = dwc.empty_aligned(kernel.spec.output_shape, np.float32)
     variant_out = dwc.empty_aligned(kernel.spec.output_shape, np.float32, address % 64)
     expected = kernel.spec.reference(plain, weights, *bias)

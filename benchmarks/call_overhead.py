@@ -49,7 +49,7 @@ def _calls(shape, filter_shape, strides, to_tensor):
     address = data.ctypes.data if isinstance(data, np.ndarray) else data.data_ptr()
     entries = kernel.loaded.aligned_entries
     offset = address % entries.vector_bytes if entries is not None else 0
-    compiled = kernel.loaded.aligned_invokes.get(offset)
+    compiled = kernel.aligned_function(offset)
     if compiled is None:
         offset, compiled = 0, kernel.loaded.module["main"]
     out = empty_aligned(spec.output_shape, np.float32, offset)

@@ -6,6 +6,7 @@ spec -> PrimFunc (``ops``) -> tuning record or schedule rule (``tuning.records``
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -45,10 +46,12 @@ def build(spec: Any, target: str | TargetInfo = "host", records: str | Path | No
     schedule, schedule_name, record = scheduled(spec, info, records, use_records)
     module, aligned = with_aligned_variants(schedule, spec, info)
     runtime = runtime_for(info)
-    executable = runtime.compile(module, info)
+    loaded = runtime.instantiate(spec, info, runtime.compile(schedule.mod, info))
+    if aligned is not None:  # compiled on first use (Kernel.aligned_function), all of them for export
+        loaded = dataclasses.replace(loaded, aligned_entries=aligned, aligned_source=module)
     logger.info("built %s for %s with %s%s", spec.describe(), info.name, schedule_name,
                 f" (and {len(aligned.names)} variants for inputs off a vector boundary)" if aligned else "")
-    return Kernel(spec, info, schedule_name, runtime, runtime.instantiate(spec, info, executable, aligned), record)
+    return Kernel(spec, info, schedule_name, runtime, loaded, record)
 
 
 def with_aligned_variants(schedule: Any, spec: Any, target: TargetInfo) -> tuple[Any, AlignedEntries | None]:

@@ -24,13 +24,13 @@ class Runtime:
         """``tvm.compile`` of the scheduled IRModule `mod` for `target`."""
         return compile_module(mod, target)
 
-    def instantiate(self, spec: Any, target: Any, executable: Any, aligned: AlignedEntries | None = None) -> Loaded:
-        """`executable` made callable here (with its functions for inputs off a vector boundary,
-        `aligned`, where the runtime has such kernels: those of CPUs that run here)."""
+    def instantiate(self, spec: Any, target: Any, executable: Any) -> Loaded:
+        """`executable` (its ``main``) made callable here."""
         raise NotImplementedError
 
     def load(self, library: Path, spec: Any, target: Any, aligned: AlignedEntries | None = None) -> Loaded:
-        """The exported `library` made callable here (see :meth:`instantiate` for `aligned`)."""
+        """The exported `library` made callable here, with the functions for inputs off a vector
+        boundary that `aligned` names where the runtime has such kernels (CPUs that run here)."""
         raise NotImplementedError
 
     def write_library(self, loaded: Loaded, target: Any, destination: Path) -> None:

@@ -118,7 +118,7 @@ class CudaRuntime(Runtime):
         with building_for(target):
             return super().compile(mod, target)
 
-    def instantiate(self, spec: Any, target: Any, executable: Any, aligned: Any = None) -> Loaded:
+    def instantiate(self, spec: Any, target: Any, executable: Any) -> Loaded:
         """Runnable where a GPU is; exportable everywhere (one entry, ``main``: device memory
         is allocated aligned)."""
         if not gpu_present():

@@ -193,7 +193,7 @@ class EmulatedRuntime(Runtime):
 
     name = "emulated"
 
-    def instantiate(self, spec: Any, target: Any, executable: Any, aligned: Any = None) -> Loaded:
+    def instantiate(self, spec: Any, target: Any, executable: Any) -> Loaded:
         """`executable` linked into a library of this process's and run under qemu (one entry,
         ``main``: NEON vectors are 16 bytes, which every NumPy array is aligned to)."""
         library = _library_dir() / f"{spec.workload_key}-{target.name}.so"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -101,9 +102,13 @@ class Loaded:
         executable: the ``tvm.compile`` result, for kernels built in this process.
         library_path: the linked library, where one exists already (loaded or emulated kernels).
         module: the runtime module, where one is loaded in this process.
-        aligned_invokes: the compiled functions for inputs off a vector boundary, by the input's
-            address modulo the vector's bytes (multiples of 16 below it); `invoke` takes the others.
-        aligned_entries: their names in the module (for its manifest).
+        aligned_entries: the functions for inputs off a vector boundary: their names by the
+            input's address modulo the vector's bytes (multiples of 16 below it); `invoke` takes
+            the others. None: ``main`` only.
+        aligned_invokes: those functions made callable (all of them for a loaded module; for a
+            kernel built in this process, each as it is first needed).
+        aligned_source: for a kernel built in this process, the IRModule of ``main`` and those
+            functions, which compiles each on first use and the whole for export.
     """
 
     invoke: Callable[..., Any]
@@ -112,8 +117,9 @@ class Loaded:
     executable: Any = None
     library_path: Path | None = None
     module: Any = None
-    aligned_invokes: dict[int, Callable[..., Any]] = dataclasses.field(default_factory=dict)
     aligned_entries: AlignedEntries | None = None
+    aligned_invokes: dict[int, Callable[..., Any]] = dataclasses.field(default_factory=dict)
+    aligned_source: Any = None
 
 
 class Kernel:
@@ -147,6 +153,7 @@ class Kernel:
         self._spare_output: np.ndarray | None = None
         self._spare_offset = 0  # the offset (bytes past a 64-byte boundary) it was allocated at
         self._invoke = loaded.invoke
+        self._compiling = threading.Lock()
         self.call = self._lean_call()
 
     def __repr__(self) -> str:
@@ -177,7 +184,7 @@ class Kernel:
             def checked_only(*inputs: Any, out: np.ndarray | None = None) -> Any:
                 return checked(inputs, out)
             return checked_only
-        if self.loaded.aligned_invokes:
+        if self.loaded.aligned_entries is not None:
             return self._lean_aligned_call()
         kernel, refcount = self, sys.getrefcount
 
@@ -207,9 +214,9 @@ class Kernel:
         import tvm_ffi
 
         from_dlpack, aligned = tvm_ffi.from_dlpack, self.loaded.aligned_invokes
-        vector_bytes = self.loaded.aligned_entries.vector_bytes
+        vector_bytes, names = self.loaded.aligned_entries.vector_bytes, self.loaded.aligned_entries.names
         invoke, count, checked, new_output = self._invoke, self._input_count, self._checked_call, self._new_output
-        kernel, refcount = self, sys.getrefcount
+        kernel, refcount, function_for = self, sys.getrefcount, self.aligned_function
 
         def call(*inputs: Any, out: np.ndarray | None = None) -> Any:
             if len(inputs) == count:
@@ -219,6 +226,8 @@ class Kernel:
                     return checked(inputs, out)
                 offset = first.data_ptr() % vector_bytes
                 run = aligned.get(offset)
+                if run is None and offset in names:  # its first use in this process
+                    run = function_for(offset)
                 if run is None:  # on a vector boundary, or off the offsets with a function
                     offset, run = 0, invoke
                 if out is not None:
@@ -248,11 +257,28 @@ class Kernel:
         arrays = [prepare_array(value, argument) for value, argument in zip(inputs, self._inputs)]
         entries = self.loaded.aligned_entries
         offset = arrays[0].ctypes.data % entries.vector_bytes if entries is not None else 0
-        if offset not in self.loaded.aligned_invokes:
-            offset = 0
+        run = self.aligned_function(offset)
+        if run is None:
+            offset, run = 0, self._invoke
         result = self._fresh_output(offset) if out is None else check_out(out, self._output)
-        self.loaded.aligned_invokes.get(offset, self._invoke)(*arrays, result)
+        run(*arrays, result)
         return result
+
+    def aligned_function(self, offset: int) -> Callable[..., Any] | None:
+        """The compiled function for inputs `offset` bytes past a vector boundary (the address
+        modulo ``loaded.aligned_entries.vector_bytes``), None where the kernel has none. A kernel
+        built in this process compiles it on first use (~1 s): a process that only ever sees
+        aligned inputs (PyTorch's allocator aligns to 64 bytes) never pays for it."""
+        run = self.loaded.aligned_invokes.get(offset)
+        entries = self.loaded.aligned_entries
+        if run is not None or entries is None or offset not in entries.names or self.loaded.aligned_source is None:
+            return run
+        with self._compiling:
+            run = self.loaded.aligned_invokes.get(offset)
+            if run is None:
+                run = self.runtime.compile_entry(self.loaded.aligned_source, entries.names[offset], self.target)
+                self.loaded.aligned_invokes[offset] = run
+        return run
 
     def _fresh_output(self, offset: int = 0) -> np.ndarray:
         # Reuse the last output buffer when nothing outside holds it any more: fresh pages cost
@@ -283,8 +309,11 @@ class Kernel:
             BuildError: when the library cannot be written (e.g. a missing cross compiler).
         """
         library = Path(path).expanduser().resolve()
+        loaded = self.loaded
+        if loaded.aligned_source is not None:  # the library holds main and every variant
+            loaded = dataclasses.replace(loaded, executable=self.runtime.compile(loaded.aligned_source, self.target))
         with atomic_path(library) as temporary:
-            self.runtime.write_library(self.loaded, self.target, temporary)
+            self.runtime.write_library(loaded, self.target, temporary)
             digest = sha256_of(temporary)
         write_manifest(library, manifest_for(self, library.name, digest))
         return library

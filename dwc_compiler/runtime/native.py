@@ -17,16 +17,17 @@ class NativeRuntime(Runtime):
 
     name = "native"
 
-    def instantiate(self, spec: Any, target: Any, executable: Any, aligned: AlignedEntries | None = None) -> Loaded:
-        """The module jitted in this process; its ``main`` (and the functions `aligned` names)
-        looked up once (a lookup by name costs ~14 us a call, tvm-notes.md)."""
-        return self._loaded(executable.jit(), aligned, executable=executable)
+    def instantiate(self, spec: Any, target: Any, executable: Any) -> Loaded:
+        """The module jitted in this process; its ``main`` looked up once (a lookup by name
+        costs ~14 us a call, tvm-notes.md)."""
+        module = executable.jit()
+        return Loaded(invoke=module["main"], executable=executable, module=module, checks_arguments=True)
 
-    @staticmethod
-    def _loaded(module: Any, aligned: AlignedEntries | None, **where: Any) -> Loaded:
-        invokes = {offset: module[name] for offset, name in aligned.names.items()} if aligned is not None else {}
-        return Loaded(invoke=module["main"], module=module, checks_arguments=True, aligned_invokes=invokes,
-                      aligned_entries=aligned if invokes else None, **where)
+    def compile_entry(self, source: Any, name: str, target: Any) -> Any:
+        """The function `name` of the IRModule `source`, compiled and jitted alone."""
+        import tvm
+
+        return self.compile(tvm.IRModule({name: source[name]}), target).jit()[name]
 
     def load(self, library: Path, spec: Any, target: Any, aligned: AlignedEntries | None = None) -> Loaded:
         """Load `library`, refusing one built for CPU features this machine lacks."""
@@ -44,4 +45,6 @@ class NativeRuntime(Runtime):
         if absent:
             raise IncompatibleModuleError(
                 f"module: {library.name} lacks the functions its manifest names ({', '.join(absent)}); rebuild it")
-        return self._loaded(module, aligned, library_path=library)
+        invokes = {offset: module[name] for offset, name in aligned.names.items()} if aligned is not None else {}
+        return Loaded(invoke=module["main"], library_path=library, module=module, checks_arguments=True,
+                      aligned_entries=aligned, aligned_invokes=invokes)
