@@ -267,8 +267,8 @@ class Kernel:
     def aligned_function(self, offset: int) -> Callable[..., Any] | None:
         """The compiled function for inputs `offset` bytes past a vector boundary (the address
         modulo ``loaded.aligned_entries.vector_bytes``), None where the kernel has none. A kernel
-        built in this process compiles it on first use (~1 s): a process that only ever sees
-        aligned inputs (PyTorch's allocator aligns to 64 bytes) never pays for it."""
+        built in this process compiles it on first use (0.25 s for 14x14x576-s1 here): a process
+        that only sees aligned inputs (PyTorch's allocator aligns to 64 bytes) never pays for it."""
         run = self.loaded.aligned_invokes.get(offset)
         entries = self.loaded.aligned_entries
         if run is not None or entries is None or offset not in entries.names or self.loaded.aligned_source is None:
