@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import InvalidSpecError
 from .ops import SPEC_TYPES
@@ -44,32 +44,49 @@ def build(spec: Any, target: str | TargetInfo = "host", records: str | Path | No
                                f"got {type(spec).__name__}")
     info = resolve_target(target)
     schedule, schedule_name, record = scheduled(spec, info, records, use_records)
-    module, aligned = with_aligned_variants(schedule, spec, info)
+    source, aligned = with_aligned_variants(schedule, spec, info)
     runtime = runtime_for(info)
     loaded = runtime.instantiate(spec, info, runtime.compile(schedule.mod, info))
-    if aligned is not None:  # compiled on first use (Kernel.aligned_function), all of them for export
-        loaded = dataclasses.replace(loaded, aligned_entries=aligned, aligned_source=module)
+    if aligned is not None:  # made on first use (Kernel.aligned_function), all of them for export
+        loaded = dataclasses.replace(loaded, aligned_entries=aligned, aligned_source=source)
     logger.info("built %s for %s with %s%s", spec.describe(), info.name, schedule_name,
                 f" (and {len(aligned.names)} variants for inputs off a vector boundary)" if aligned else "")
     return Kernel(spec, info, schedule_name, runtime, loaded, record)
 
 
 def with_aligned_variants(schedule: Any, spec: Any, target: TargetInfo) -> tuple[Any, AlignedEntries | None]:
-    """The IRModule of `schedule` (``main``) with the functions for inputs off a vector boundary
-    that the target's rule makes for `spec` (:func:`~dwc_compiler.schedules.aligned_variants`),
-    and their entries (None where there are none)."""
-    import tvm
-
+    """The :class:`AlignedSource` of `schedule` (``main``) and the functions for inputs off a
+    vector boundary that the target's rule makes for `spec`
+    (:func:`~dwc_compiler.schedules.aligned_variants`), and their entries (``(None, None)``
+    where there are none)."""
     variants = aligned_variants(spec, target, schedule)
     if not variants:
-        return schedule.mod, None
-    functions = {"main": schedule.mod["main"]}
-    names = {}
-    for offset, (blocks, variant) in variants.items():
-        name = names[offset] = AlignedEntries.name_for(offset)
-        functions[name] = variant.mod["main"].with_attr("global_symbol", name)
-        vector_bytes = blocks.lanes * spec.itemsize
-    return tvm.IRModule(functions), AlignedEntries(vector_bytes, names)
+        return None, None
+    names = {offset: AlignedEntries.name_for(offset) for offset in variants}
+    (blocks, _), *_ = variants.values()
+    source = AlignedSource(schedule.mod["main"], {names[offset]: make for offset, (_, make) in variants.items()})
+    return source, AlignedEntries(blocks.lanes * spec.itemsize, names)
+
+
+class AlignedSource:
+    """``main``'s PrimFunc and those of the variants for inputs off a vector boundary, each
+    scheduled when first asked for: ``source[name]`` one of them (what a kernel compiles on
+    first use), ``source.module()`` the IRModule of all (what its export compiles)."""
+
+    def __init__(self, main: Any, makers: dict[str, Callable[[], Any]]) -> None:
+        self._functions = {"main": main}
+        self._makers = makers
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._functions:
+            self._functions[name] = self._makers[name]().mod["main"].with_attr("global_symbol", name)
+        return self._functions[name]
+
+    def module(self) -> Any:
+        """The IRModule of ``main`` and every variant."""
+        import tvm
+
+        return tvm.IRModule({name: self[name] for name in ("main", *self._makers)})
 
 
 def scheduled(spec: Any, target: TargetInfo, records: str | Path | None = None, use_records: bool = True):

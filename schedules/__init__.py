@@ -32,8 +32,8 @@ def apply_rules(func: Any, spec: Any, target: Any, tunable: bool = False, hand_d
 
 def aligned_variants(spec: Any, target: Any, main: Any) -> dict[int, tuple[Any, Any]]:
     """The kernels of `spec` for inputs off a vector boundary on `target`, given the schedule of
-    ``main``: ``{offset in bytes: (channel blocks, schedule)}`` (see ``x86.aligned_variants``),
-    from the first rule that has them; empty where none does."""
+    ``main``: ``{offset in bytes: (channel blocks, make)}``, ``make()`` returning the schedule
+    (see ``x86.aligned_variants``), from the first rule that has them; empty where none does."""
     for rule in RULES:
         variants = getattr(rule, "aligned_variants", None)
         found = variants(spec, target, main) if variants is not None else None

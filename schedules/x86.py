@@ -17,7 +17,8 @@ where the split loads cost more than the block of extra work they take.
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Callable
 
 import numpy as np
 
@@ -68,11 +69,13 @@ MIN_ALIGNED_OUTPUTS = 16 << 10
 ALIGNED_OFFSET_STEP_BYTES = 16
 
 
-def aligned_variants(spec: Any, target: Any, main: Any) -> dict[int, tuple[ChannelBlocks, Any]] | None:
+def aligned_variants(spec: Any, target: Any, main: Any) -> dict[int, tuple[ChannelBlocks, Callable[[], Any]]] | None:
     """The kernels for NHWC inputs off a vector boundary, by the input's offset in bytes past
     one (the vector being ``lanes * itemsize`` bytes): each the PrimFunc over its channel blocks
     with the register tile of `main` (the schedule of ``main``, a tuning record's or the hand
-    one), as ``(blocks, schedule)``; None (not mine) unless `target` is of the x86 family.
+    one), as ``(blocks, make)``, ``make()`` returning its schedule (making one costs ~0.1 s, so
+    a build makes them when they are first needed); None (not mine) unless `target` is of the
+    x86 family.
 
     Empty where they do not pay (tiles of several rows at row stride 1, and the limits beside
     ``MIN_LOADS_PER_OUTPUT``), and for NCHW, a channel multiplier, or channels that are no whole
@@ -94,8 +97,12 @@ def aligned_variants(spec: Any, target: Any, main: Any) -> dict[int, tuple[Chann
     variants = {}
     for offset in range(ALIGNED_OFFSET_STEP_BYTES, vector_bytes, ALIGNED_OFFSET_STEP_BYTES):
         blocks = ChannelBlocks.for_tile(lanes, offset // spec.itemsize, spec.in_channels, tiling.vectors_per_block)
-        variants[offset] = (blocks, schedule_nhwc(as_schedule(prim_func(spec, blocks)), spec, tiling))
+        variants[offset] = (blocks, functools.partial(_schedule_variant, spec, blocks, tiling))
     return variants
+
+
+def _schedule_variant(spec: DepthwiseSpec, blocks: ChannelBlocks, tiling: CpuTiling):
+    return schedule_nhwc(as_schedule(prim_func(spec, blocks)), spec, tiling)
 
 
 def _loads_per_output(spec: DepthwiseSpec, tiling: CpuTiling) -> float:

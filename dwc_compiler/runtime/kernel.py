@@ -107,8 +107,9 @@ class Loaded:
             the others. None: ``main`` only.
         aligned_invokes: those functions made callable (all of them for a loaded module; for a
             kernel built in this process, each as it is first needed).
-        aligned_source: for a kernel built in this process, the IRModule of ``main`` and those
-            functions, which compiles each on first use and the whole for export.
+        aligned_source: for a kernel built in this process, ``main`` and those functions as
+            PrimFuncs (``source[name]``, scheduled when first asked for; ``source.module()``
+            all of them): each compiles on first use, the whole for export.
     """
 
     invoke: Callable[..., Any]
@@ -311,7 +312,8 @@ class Kernel:
         library = Path(path).expanduser().resolve()
         loaded = self.loaded
         if loaded.aligned_source is not None:  # the library holds main and every variant
-            loaded = dataclasses.replace(loaded, executable=self.runtime.compile(loaded.aligned_source, self.target))
+            loaded = dataclasses.replace(loaded, executable=self.runtime.compile(loaded.aligned_source.module(),
+                                                                                 self.target))
         with atomic_path(library) as temporary:
             self.runtime.write_library(loaded, self.target, temporary)
             digest = sha256_of(temporary)

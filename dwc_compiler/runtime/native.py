@@ -24,7 +24,7 @@ class NativeRuntime(Runtime):
         return Loaded(invoke=module["main"], executable=executable, module=module, checks_arguments=True)
 
     def compile_entry(self, source: Any, name: str, target: Any) -> Any:
-        """The function `name` of the IRModule `source`, compiled and jitted alone."""
+        """The function `name` of `source` (``source[name]``: a PrimFunc), compiled and jitted alone."""
         import tvm
 
         return self.compile(tvm.IRModule({name: source[name]}), target).jit()[name]
