@@ -211,3 +211,37 @@ def test_a_tensor_off_the_cpu_is_named():
     torch = pytest.importorskip("torch")
     with pytest.raises(dwc.InvalidArgumentError, match="input: cannot read this Tensor through DLPack"):
         dwc.depthwise_conv2d(torch.empty(1, 12, 12, 32, device="meta"), torch.randn(3, 3, 32, 1), 1, "SAME")
+
+
+def test_a_loop_keeping_its_last_result_allocates_no_output(kernel):
+    """In the usual loop ``y = kernel(x, w)`` the last result is still held while the next call
+    runs: the kernel's two output buffers then alternate (no new array after the first two),
+    and no call writes into the result the caller holds."""
+    data, weights = random_inputs(SPEC)
+    other = data[:, ::-1].copy()
+    expected, expected_other = _expected(data, weights), _expected(other, weights)
+    made = kernel._outputs.made
+    previous, previous_expected = kernel(data, weights), expected
+    for step in range(6):
+        source, source_expected = (other, expected_other) if step % 2 == 0 else (data, expected)
+        result = kernel(source, weights)
+        assert not np.shares_memory(previous, result)
+        assert max_relative_error(previous, previous_expected) < 1e-5  # not written while held
+        assert max_relative_error(result, source_expected) < 1e-5
+        previous, previous_expected = result, source_expected
+        del result
+    assert kernel._outputs.made - made <= 2
+
+
+def test_calls_by_argument_name_and_wrong_counts(kernel):
+    """``kernel.call`` takes the spec's input arguments by position or by name; too few or too
+    many arrays are named, not a Python signature error."""
+    data, weights = random_inputs(SPEC)
+    expected = _expected(data, weights)
+    assert max_relative_error(kernel.call(input=data, filter=weights), expected) < 1e-5
+    assert max_relative_error(kernel.call(data, filter=weights), expected) < 1e-5
+    with pytest.raises(dwc.InvalidArgumentError, match=r"filter: this kernel takes 2 arrays \(input, filter\), got 1"):
+        kernel.call(data)
+    with pytest.raises(dwc.InvalidArgumentError, match="this kernel takes 2 arrays .* got 3"):
+        kernel.call(data, weights, weights)
+

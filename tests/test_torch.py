@@ -209,7 +209,7 @@ def test_channels_last_model_keeps_kernel_weights_contiguous(models):
     """model.to(memory_format=torch.channels_last) relays every 4-D parameter; dwc's modules keep
     theirs C-contiguous, so no call copies a weight and every output buffer is reused from one
     forward to the next (none allocated after the first)."""
-    from dwc_compiler.runtime.kernel import Kernel
+    from dwc_compiler.runtime import outputs
 
     _, replaced = models
     converted = copy.deepcopy(replaced).to(memory_format=torch.channels_last)
@@ -217,19 +217,19 @@ def test_channels_last_model_keeps_kernel_weights_contiguous(models):
     assert swapped and all(p.is_contiguous() for m in swapped for p in m.parameters())
     data = torch.randn(1, 3, 33, 31).contiguous(memory_format=torch.channels_last)
     allocations = []
-    original = Kernel._new_output
+    original = outputs.empty_aligned
 
-    def counted(kernel):
-        allocations.append(kernel)
-        return original(kernel)
+    def counted(*args):
+        allocations.append(args)
+        return original(*args)
 
     with torch.inference_mode():
         converted(data)
-        Kernel._new_output = counted
+        outputs.empty_aligned = counted
         try:
             converted(data)
         finally:
-            Kernel._new_output = original
+            outputs.empty_aligned = original
     assert allocations == []
 
 

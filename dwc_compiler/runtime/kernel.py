@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,12 +20,8 @@ from ..errors import InvalidArgumentError
 from ..files import atomic_path, sha256_of
 from .arrays import check_out, empty_aligned, prepare_array, random_arguments
 from .manifest import manifest_for, write_manifest
-
-# What TVM's compiled function raises for an argument it refuses (dtype, shape, strides, device:
-# TypeError or ValueError; an array DLPack cannot export, read-only or byte-swapped: BufferError;
-# a tensor PyTorch cannot pack, such as one on the meta device: RuntimeError). The checked path
-# then copies what can be copied or names the argument.
-_REFUSALS = (TypeError, ValueError, BufferError, RuntimeError)
+from .lean_call import make_lean_call
+from .outputs import OutputBuffers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,8 +129,8 @@ class Kernel:
         target: the :class:`~dwc_compiler.targets.TargetInfo` it was built for.
         schedule: which schedule built it (``"hand:x86"``, or a tuning record's id).
         record: which tuning record was considered and why (None when no record exists).
-        call: ``kernel.call(*inputs, out=None)`` is ``kernel(*inputs, out=None)`` as a plain
-            function, cheaper to enter on a hot path.
+        call: ``kernel.call(input, filter, out=None)`` (the spec's input arguments by name) is
+            ``kernel(input, filter, out=None)`` as a plain function, cheaper to enter on a hot path.
     """
 
     def __init__(self, spec: Any, target: Any, schedule: str, runtime: Any, loaded: Loaded,
@@ -151,8 +146,12 @@ class Kernel:
         self._input_count = len(self._inputs)
         self._checks_arguments = loaded.checks_arguments
         self._output_dtype = np.dtype(self._output.dtype)
-        self._spare_output: np.ndarray | None = None
-        self._spare_offset = 0  # the offset (bytes past a 64-byte boundary) it was allocated at
+        to_argument = None
+        if self._checks_arguments:  # TVM's function: hand it TVM's tensor of each output, made once
+            import tvm_ffi
+
+            to_argument = tvm_ffi.from_dlpack
+        self._outputs = OutputBuffers(self._output.shape, self._output_dtype, to_argument)
         self._invoke = loaded.invoke
         self._compiling = threading.Lock()
         self.call = self._lean_call()
@@ -173,78 +172,25 @@ class Kernel:
         return self.call(*inputs, out=out)
 
     def _lean_call(self) -> Callable[..., Any]:
-        """``kernel.call``: the call as a plain function (cheaper to enter than ``__call__``,
-        ~1 us here), for callers on a hot path such as ``depthwise_conv2d``.
+        """``kernel.call``: the call as a plain function of the spec's input arguments
+        (``call(input, filter, out=None)``), cheaper to enter than ``__call__``, for callers on a
+        hot path such as ``depthwise_conv2d`` (see ``runtime/lean_call.py``).
 
         Where the compiled function checks its arguments (native CPU kernels), the arrays go to
         it as given, NumPy arrays and DLPack tensors alike; when it refuses one, the checked path
         copies what can be copied or names what is wrong. Elsewhere every call is checked.
         """
-        invoke, count, checked, new_output = self._invoke, self._input_count, self._checked_call, self._new_output
+        checked = self._checked_call
         if not self._checks_arguments:
             def checked_only(*inputs: Any, out: np.ndarray | None = None) -> Any:
                 return checked(inputs, out)
             return checked_only
-        if self.loaded.aligned_entries is not None:
-            return self._lean_aligned_call()
-        kernel, refcount = self, sys.getrefcount
-
-        def call(*inputs: Any, out: np.ndarray | None = None) -> Any:
-            if len(inputs) == count:
-                if out is not None:
-                    result = out
-                else:  # _fresh_output, inlined: a method call is a tenth of this function's cost
-                    result = kernel._spare_output
-                    if result is None or refcount(result) != 3 or refcount(result.base) != 2:
-                        result = new_output()
-                try:
-                    invoke(*inputs, result)
-                    return result
-                except _REFUSALS:
-                    result = None  # no longer held here: the checked path may hand out the spare again
-            return checked(inputs, out)
-        return call
-
-    def _lean_aligned_call(self) -> Callable[..., Any]:
-        """The lean call of a kernel with functions for inputs off a vector boundary: the one
-        for the input's offset runs (``main`` for the others), and a new output is placed at the
-        same offset, so that its stores are aligned too.
-
-        The input goes to TVM as the DLPack tensor its address is read from: that conversion is
-        the one the compiled function would make of a NumPy array itself."""
-        import tvm_ffi
-
-        from_dlpack, aligned = tvm_ffi.from_dlpack, self.loaded.aligned_invokes
-        vector_bytes, names = self.loaded.aligned_entries.vector_bytes, self.loaded.aligned_entries.names
-        invoke, count, checked, new_output = self._invoke, self._input_count, self._checked_call, self._new_output
-        kernel, refcount, function_for = self, sys.getrefcount, self.aligned_function
-
-        def call(*inputs: Any, out: np.ndarray | None = None) -> Any:
-            if len(inputs) == count:
-                try:
-                    first = from_dlpack(inputs[0])
-                except _REFUSALS:
-                    return checked(inputs, out)
-                offset = first.data_ptr() % vector_bytes
-                run = aligned.get(offset)
-                if run is None and offset in names:  # its first use in this process
-                    run = function_for(offset)
-                if run is None:  # on a vector boundary, or off the offsets with a function
-                    offset, run = 0, invoke
-                if out is not None:
-                    result = out
-                else:  # _fresh_output, inlined (see call in _lean_call)
-                    result = kernel._spare_output
-                    if (result is None or kernel._spare_offset != offset or refcount(result) != 3
-                            or refcount(result.base) != 2):
-                        result = new_output(offset)
-                try:
-                    run(first, *inputs[1:], result)
-                    return result
-                except _REFUSALS:
-                    result = None
-            return checked(inputs, out)
-        return call
+        names = [argument.name for argument in self._inputs]
+        entries = self.loaded.aligned_entries
+        if entries is None:
+            return make_lean_call(names, self._invoke, self._outputs.take, checked)
+        return make_lean_call(names, self._invoke, self._outputs.take, checked, self.loaded.aligned_invokes,
+                              entries.names, entries.vector_bytes, self.aligned_function)
 
     def _checked_call(self, inputs: tuple, out: Any) -> Any:
         """The call with every argument checked in Python, copied where it must be."""
@@ -261,8 +207,11 @@ class Kernel:
         run = self.aligned_function(offset)
         if run is None:
             offset, run = 0, self._invoke
-        result = self._fresh_output(offset) if out is None else check_out(out, self._output)
-        run(*arrays, result)
+        if out is None:
+            result, argument = self._outputs.take(offset)
+        else:
+            result = argument = check_out(out, self._output)
+        run(*arrays, argument)
         return result
 
     def aligned_function(self, offset: int) -> Callable[..., Any] | None:
@@ -280,24 +229,6 @@ class Kernel:
                 run = self.runtime.compile_entry(self.loaded.aligned_source, entries.names[offset], self.target)
                 self.loaded.aligned_invokes[offset] = run
         return run
-
-    def _fresh_output(self, offset: int = 0) -> np.ndarray:
-        # Reuse the last output buffer when nothing outside holds it any more: fresh pages cost
-        # more than a small layer's run. Views of it (whose base NumPy collapses to the shared
-        # backing buffer, not to `spare`) are seen on the backing buffer's count. (The lean call
-        # makes this test itself, with the same counts.)
-        spare = self._spare_output
-        if (spare is not None and self._spare_offset == offset
-                and sys.getrefcount(spare) == 3  # self, `spare`, the argument
-                and sys.getrefcount(spare.base) == 2):  # spare's own reference, the argument
-            return spare
-        return self._new_output(offset)
-
-    def _new_output(self, offset: int = 0) -> np.ndarray:
-        """A new output buffer `offset` bytes past a 64-byte boundary, kept as the spare one."""
-        spare = self._spare_output = empty_aligned(self._output.shape, self._output_dtype, offset)
-        self._spare_offset = offset
-        return spare
 
     # --- export ---------------------------------------------------------------------------
     def export(self, path: str | Path) -> Path:

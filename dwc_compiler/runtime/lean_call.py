@@ -1,0 +1,106 @@
+"""``Kernel.call``: a function written for the kernel's own argument list.
+
+A small layer's compiled function takes ~1 us with NumPy arrays, so every 0.1 us of Python
+around it shows. A function with the kernel's parameters, ``call(input, filter, out=None)``,
+costs ~0.2 us less than one of ``*inputs``: it neither packs the arguments into a tuple nor
+unpacks them again for the compiled function. So the lean call is made from one template with
+the kernel's argument names filled in (as ``dataclasses`` writes its methods), in two forms:
+
+- ``main`` for every input;
+- for kernels with functions for inputs off a vector boundary, the one for the input's address
+  modulo the vector's size (``main`` for the others).
+
+Either hands TVM's compiled function the arrays as given, and an output from the kernel's
+:class:`~dwc_compiler.runtime.outputs.OutputBuffers` (at the input's offset, so that its stores
+are aligned too). When the function refuses an argument (a dtype, shape or layout it does not
+take), or the arguments are too few or too many, the kernel's checked path copies what can be
+copied or names what is wrong.
+"""
+
+from __future__ import annotations
+
+import keyword
+from typing import Any, Callable
+
+import numpy as np
+
+# What TVM's compiled function raises for an argument it refuses (dtype, shape, strides, device:
+# TypeError or ValueError; an array DLPack cannot export, read-only or byte-swapped: BufferError;
+# a tensor PyTorch cannot pack, such as one on the meta device: RuntimeError).
+REFUSALS = (TypeError, ValueError, BufferError, RuntimeError)
+
+_MISSING = object()  # the default of every parameter: a call with too few arrays goes to the checked path
+
+_TEMPLATE = """
+def call({parameters}, *extra, out=None):
+    if {last} is not MISSING and not extra:
+{pick}
+        if out is None:
+            result, argument = take(offset)
+        else:
+            result = argument = out
+        try:
+            run({first}{rest}, argument)
+            return result
+        except REFUSALS:
+            result = argument = None  # no longer held here: the checked path may hand it out again
+    return checked(tuple(value for value in ({names}, *extra) if value is not MISSING), out)
+"""
+
+_MAIN = """\
+        run, offset, first = invoke, 0, {name}
+"""
+
+# The input's address: data_ptr() of PyTorch's (and TVM's) tensors; a NumPy array goes to TVM as
+# the DLPack tensor its address is read from, the conversion the compiled function would make.
+_BY_OFFSET = """\
+        first = {name}
+        try:
+            if type(first) is ndarray:
+                first = from_dlpack(first)
+            offset = first.data_ptr() % vector_bytes
+        except ADDRESS_REFUSALS:  # AttributeError: a tensor without data_ptr()
+            return checked(({names},), out)
+        run = by_offset.get(offset)
+        if run is None and offset in names_by_offset:  # its first use in this process
+            run = function_for(offset)
+        if run is None:  # on a vector boundary, or at an offset without a function of its own
+            run, offset = invoke, 0
+"""
+
+
+def make_lean_call(names: list[str], invoke: Callable[..., Any], take: Callable[[int], tuple],
+                   checked: Callable[[tuple, Any], Any], by_offset: dict[int, Callable[..., Any]] | None = None,
+                   names_by_offset: dict[int, str] | None = None, vector_bytes: int = 0,
+                   function_for: Callable[[int], Any] | None = None) -> Callable[..., Any]:
+    """The lean call of a kernel whose input arguments are `names` (in order).
+
+    Args:
+        names: the spec's input argument names (``["input", "filter"]``): the parameters.
+        invoke: the compiled ``main``.
+        take: the kernel's ``OutputBuffers.take``.
+        checked: the kernel's checked call, ``checked(inputs, out)``.
+        by_offset: for kernels with functions for inputs off a vector boundary, those made
+            callable so far by the input's offset (None: ``main`` only).
+        names_by_offset: the offsets that have a function (the keys it will have).
+        vector_bytes: the vector's size, the modulus of the input's address.
+        function_for: compiles (or finds) the function for an offset on its first use.
+    """
+    parameters = [name if name.isidentifier() and not keyword.iskeyword(name) else f"array{index}"
+                  for index, name in enumerate(names)]
+    joined = ", ".join(parameters)
+    pick = (_MAIN if by_offset is None else _BY_OFFSET).format(name=parameters[0], names=joined)
+    source = _TEMPLATE.format(parameters=", ".join(f"{name}=MISSING" for name in parameters), last=parameters[-1],
+                              pick=pick.rstrip("\n"), first="first",
+                              rest="".join(f", {name}" for name in parameters[1:]), names=joined)
+    scope: dict[str, Any] = {
+        "MISSING": _MISSING, "REFUSALS": REFUSALS, "ADDRESS_REFUSALS": (*REFUSALS, AttributeError),
+        "invoke": invoke, "take": take, "checked": checked, "ndarray": np.ndarray,
+        "by_offset": by_offset, "names_by_offset": names_by_offset, "vector_bytes": vector_bytes,
+        "function_for": function_for}
+    if by_offset is not None:
+        import tvm_ffi
+
+        scope["from_dlpack"] = tvm_ffi.from_dlpack
+    exec(compile(source, f"<dwc lean call of ({joined})>", "exec"), scope)  # noqa: S102 (our template)
+    return scope["call"]
