@@ -17,7 +17,9 @@ on the same arrays, in interleaved rounds (each block warmed up first):
 for NumPy arrays (as NumPy allocates them) and PyTorch CPU tensors (DLPack), on a tiny layer
 (where the kernel takes well under a microsecond, so the difference is Python's) and on
 mbv2-7x7x960-s1. The overhead is the median over rounds of the per-round difference
-(api - compiled), so the machine's drift between rounds cancels. Writes
+(api - compiled), so the machine's drift between rounds cancels; beside it, the difference of
+the fastest blocks (as ``timeit`` reads a time: this machine's slow phases slow Python too, and
+the medians then show up to twice the fast phase's overhead). Writes
 benchmarks/results/call-overhead-<stamp>.json and .md with the machine it ran on.
 """
 
@@ -73,8 +75,11 @@ def measure(name: str, kind: str, calls: dict, rounds: int) -> dict:
     """Interleaved rounds of the three calls; medians and paired differences against `compiled`."""
     samples = interleaved_rounds(calls, rounds, WARMUP_CALLS, TIMED_CALLS)
     medians = {way: statistics.median(values) for way, values in samples.items()}
-    overhead = {way: median_difference(samples[way], samples["compiled"]) for way in ("kernel", "api", "api-kept")}
-    return {"layer": name, "arrays": kind, "median_us": medians, "overhead_us": overhead, "samples_us": samples}
+    ways = ("kernel", "api", "api-kept")
+    overhead = {way: median_difference(samples[way], samples["compiled"]) for way in ways}
+    fastest = {way: min(samples[way]) - min(samples["compiled"]) for way in ways}
+    return {"layer": name, "arrays": kind, "median_us": medians, "overhead_us": overhead,
+            "fastest_overhead_us": fastest, "samples_us": samples}
 
 
 def main() -> None:
@@ -94,16 +99,20 @@ def main() -> None:
             rows.append(row)
             print(f"{name:18s} {kind:6s} compiled {row['median_us']['compiled']:7.2f} us  "
                   f"kernel +{row['overhead_us']['kernel']:.2f}  api +{row['overhead_us']['api']:.2f}  "
-                  f"api-kept +{row['overhead_us']['api-kept']:.2f} us", flush=True)
+                  f"api-kept +{row['overhead_us']['api-kept']:.2f} us (fastest blocks: kernel "
+                  f"+{row['fastest_overhead_us']['kernel']:.2f} api +{row['fastest_overhead_us']['api']:.2f} "
+                  f"api-kept +{row['fastest_overhead_us']['api-kept']:.2f})", flush=True)
     method = (f"1 thread; {rounds} interleaved rounds (compiled, kernel, api, api-kept, then reversed), each block "
               f"{WARMUP_CALLS} warm-up calls then {TIMED_CALLS} timed calls (block mean); overhead = median "
               f"over rounds of (call - compiled) within the round")
     table = ["| layer | arrays | compiled (us) | Kernel call overhead (us) | API call overhead (us) | "
-             "API call, last result kept (us) |", "|---|---|---:|---:|---:|---:|"]
+             "API call, last result kept (us) | fastest blocks: Kernel / API / kept (us) |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     for row in rows:
         table.append(f"| {row['layer']} | {row['arrays']} | {row['median_us']['compiled']:.2f} | "
                      f"{row['overhead_us']['kernel']:.2f} | {row['overhead_us']['api']:.2f} | "
-                     f"{row['overhead_us']['api-kept']:.2f} |")
+                     f"{row['overhead_us']['api-kept']:.2f} | {row['fastest_overhead_us']['kernel']:.2f} / "
+                     f"{row['fastest_overhead_us']['api']:.2f} / {row['fastest_overhead_us']['api-kept']:.2f} |")
     write_results(RESULTS, "call-overhead", "Python per call over the compiled function (cached spec)", method,
                   {"rounds": rounds, "rows": rows}, table)
 

@@ -16,12 +16,9 @@ from .ops.tf_params import canonical_dtype
 from .runtime import Kernel
 from .runtime.arrays import as_numpy
 
-_kernels: dict[tuple, Any] = {}
+_kernels: dict[tuple, Any] = {}  # by _cache_key
+_lean_calls: dict[tuple, Any] = {}  # Kernel.call by _lean_key: depthwise_conv2d's lean path
 _kernels_lock = threading.Lock()
-
-
-# Parameter values that are key parts as they are; a list or tuple of ints becomes a tuple.
-_FLAT = (int, str, type(None))
 
 
 def _hashable(value: Any) -> Any:
@@ -83,19 +80,25 @@ def depthwise_conv2d(input: Any, filter: Any, strides: Any, padding: Any,
         InvalidSpecError, InvalidArgumentError: naming the parameter at fault.
         UnknownTargetError: for a target name that is not known.
     """
-    try:  # the lean path (the key of _cache_key, written out): the kernel checks what it does not cover
-        kernel = _kernels[(input.shape, input.dtype, filter.shape,
-                           strides if type(strides) in _FLAT else tuple(strides),
-                           padding if type(padding) in _FLAT else tuple(padding), data_format,
-                           dilations if type(dilations) in _FLAT else tuple(dilations), target, bias is None,
-                           activation, filter_format)]
-    except (AttributeError, KeyError, TypeError):  # not compiled yet, not arrays yet, or nested lists
-        kernel = None
-    if kernel is not None:
-        return kernel.call(input, filter) if bias is None else kernel.call(input, filter, bias)
+    try:  # the lean path: see _lean_key
+        call = _lean_calls[(input.shape, strides if type(strides) is int else tuple(strides),
+                            padding if type(padding) is str else _hashable(padding), data_format,
+                            dilations if dilations is None else _hashable(dilations), target, bias is None,
+                            activation, filter_format)]
+    except (AttributeError, KeyError, TypeError):  # not compiled yet, or not arrays yet
+        call = None
+    if call is not None:
+        try:
+            return call(input, filter) if bias is None else call(input, filter, bias)
+        except InvalidArgumentError:
+            pass  # arrays that kernel does not take: the full path finds theirs, or names what is wrong
     inputs = _depthwise_inputs(input, filter, bias)
-    return _depthwise_kernel_of(inputs, strides, padding, data_format, dilations, target, activation,
-                                filter_format)(*inputs)
+    kernel = _depthwise_kernel_of(inputs, strides, padding, data_format, dilations, target, activation,
+                                  filter_format)
+    lean_key = _lean_key(inputs[0], strides, padding, data_format, dilations, target, bias, activation, filter_format)
+    if lean_key is not None:
+        _lean_calls[lean_key] = kernel.call
+    return kernel.call(*inputs)
 
 
 def depthwise_kernel(input: Any, filter: Any, strides: Any, padding: Any, data_format: str | None = "NHWC",
@@ -133,14 +136,31 @@ def _cache_key(input, filter, strides, padding, data_format, dilations, target, 
                filter_format) -> tuple:
     """What names a compiled kernel in the cache: the arrays' shapes, the input's dtype, every
     parameter, whether a bias is passed. The filter's and bias's dtypes (and the bias's shape)
-    are checked by the kernel's compiled function on each call, so the key leaves them out
-    (each element hashed costs ~0.1 us a call). ``depthwise_conv2d``'s lean path builds the
-    same key inline (a flat list of ints gives the tuple :func:`_hashable` gives)."""
+    are checked by the kernel's compiled function on each call, so the key leaves them out."""
     return (input.shape, input.dtype, filter.shape,
             strides if type(strides) is int else _hashable(strides),
             padding if type(padding) is str else _hashable(padding), data_format,
             dilations if dilations is None else _hashable(dilations), target, bias is None, activation,
             filter_format)
+
+
+def _lean_key(input, strides, padding, data_format, dilations, target, bias, activation,
+              filter_format) -> tuple | None:
+    """The key of :func:`depthwise_conv2d`'s lean path (which writes it out inline): the input's
+    shape and the parameters name the kernel last run with them (None: parameters the lean path
+    cannot key, such as nested lists of strides, which take the full path every call).
+
+    It leaves out the filter's shape and the dtypes, which the kernel's compiled function checks
+    on every call (each element hashed costs ~0.1 us a call): arrays that kernel does not take
+    (another filter size or dtype for the same input shape) make its call raise, and the full
+    path then runs the kernel of their own, which the lean path keeps from then on."""
+    try:
+        return (input.shape, strides if type(strides) is int else tuple(strides),
+                padding if type(padding) is str else _hashable(padding), data_format,
+                dilations if dilations is None else _hashable(dilations), target, bias is None, activation,
+                filter_format)
+    except TypeError:
+        return None
 
 
 def _dtype_name(array: Any) -> str:
@@ -290,3 +310,4 @@ def clear_kernel_cache() -> None:
     """Forget every kernel compiled by :func:`depthwise_conv2d` and :func:`separable_conv2d` in this process."""
     with _kernels_lock:
         _kernels.clear()
+        _lean_calls.clear()

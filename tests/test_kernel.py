@@ -133,18 +133,36 @@ def test_api_caches_kernels_and_checks_dtypes():
     (np.array([1, 1]), "SAME", None), (1, [[0, 0], [1, 1], [1, 1], [0, 0]], None)],
     ids=["int", "lists", "tuples", "ndarray", "nested-padding"])
 def test_cached_calls_take_the_lean_path(monkeypatch, strides, padding, dilations):
-    """A second call with the same parameters, in any of TF's forms, reuses the cached kernel
-    without compiling; flat forms find it by the inline key without the checked path (a nested
-    explicit padding, unhashable as given, through the checked path's key)."""
+    """A second call with the same parameters, in any of TF's forms (a nested explicit padding
+    too), reuses the cached kernel without compiling, found by the lean path's inline key."""
     from dwc_compiler import api
 
     data, weights = random_inputs(SPEC)
     expected = dwc.depthwise_conv2d(data, weights, strides, padding, dilations=dilations)
     monkeypatch.setattr(api, "_compile_for", lambda *args: pytest.fail("compiled a cached kernel again"))
-    if not isinstance(padding, list):
-        monkeypatch.setattr(api, "_array_of", lambda *args: pytest.fail("left the lean path"))
+    monkeypatch.setattr(api, "_array_of", lambda *args: pytest.fail("left the lean path"))
     np.testing.assert_array_equal(dwc.depthwise_conv2d(data, weights, strides, padding, dilations=dilations),
                                   expected)
+
+
+def test_lean_path_follows_the_filter_size_and_dtype():
+    """The lean path keys on the input's shape and the parameters; calls that alternate the
+    filter's size (3x3, 5x5) or the dtype (float32, float64) on one input shape each get their
+    own kernel's result (the last kernel's call refuses the other arrays, the full path runs
+    theirs), and a wrong filter is still named."""
+    data, weights = random_inputs(SPEC)
+    wide = np.random.default_rng(3).standard_normal((5, 5, 32, 1)).astype(np.float32)
+    spec_wide = dwc.DepthwiseSpec.create(SPEC.input_shape, wide.shape, 1, "SAME")
+    spec_double = dwc.DepthwiseSpec.create(SPEC.input_shape, weights.shape, 1, "SAME", dtype="float64")
+    cases = [(data, weights, SPEC), (data, wide, spec_wide), (data.astype(np.float64), weights.astype(np.float64),
+                                                              spec_double)]
+    for _ in range(2):
+        for case_data, case_weights, spec in cases:
+            result = dwc.depthwise_conv2d(case_data, case_weights, 1, "SAME")
+            assert result.dtype == case_data.dtype
+            assert max_relative_error(result, spec.reference(case_data, case_weights)) < 1e-5
+    with pytest.raises(dwc.InvalidArgumentError, match="filter: expected dtype float32, got float64"):
+        dwc.depthwise_conv2d(data, weights.astype(np.float64), 1, "SAME")
 
 
 def test_output_buffer_reused_after_a_refused_fast_call(kernel):
