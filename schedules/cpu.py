@@ -3,7 +3,8 @@
 The x86 and ARM rules differ only in the numbers they pass here (vector lanes, how many vectors
 make a channel block, how many output columns or rows a register tile holds). The structure:
 
-NHWC: row tiles (parallel, fused with batch) -> channel blocks -> tiles of output columns; the
+NHWC: row tiles (parallel, fused with batch) -> channel blocks -> tiles of output columns (for
+small planes channel blocks in parallel -> row tiles -> column tiles); the
 register tile's accumulators (rows x columns x channel block) live in registers (a ``local``
 buffer) while the filter window is walked, unrolled, with the channel vector innermost.
 Padding is inlined as a bounds test, so no padded copy of the input is made; the lowering's
@@ -176,8 +177,47 @@ def split_tile(sch, loop, inner: int, search: TileSearch | None, largest_inner: 
     return search.split(sch, loop, inner, largest_inner)
 
 
-def schedule_nhwc(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearch | None = None):
-    """Row tiles in parallel -> channel blocks -> column tiles; accumulators in registers.
+# Channel blocks go outermost (in parallel, rows inside) at stride 1 for input planes up to this
+# many pixels (28x28), given at least CHANNEL_OUTER_MIN_TASKS of them per call.
+CHANNEL_OUTER_MAX_PLANE = 28 * 28
+CHANNEL_OUTER_MIN_TASKS = 8
+CACHE_LINE_BYTES = 64
+
+
+def channel_blocks_outer(spec: DepthwiseSpec, tiling: CpuTiling) -> bool:
+    """Whether an NHWC schedule runs channel blocks outermost, in parallel, each over all its
+    rows, rather than row tiles in parallel over all channel blocks.
+
+    TVM's LoopPartition splits the border row tiles off the loop they are in, to free the
+    others of the padding test; when that loop is the parallel one, the first and the last row
+    tile run on one thread after the parallel part. A 14x14 or 7x7 output has 7 row tiles, and
+    2 of them then run alone. With channel blocks outermost the row loop is inside each parallel
+    task, and the split rows with it; one block's plane (a 28x28 input by 16 channels is 50 KB)
+    also stays in L1/L2 while its rows are walked, where a row tile across all channels did not.
+    Measured in ``benchmarks/results/loop-order-*.md``: at stride 1 on planes up to 28x28. Larger
+    planes gain nothing (56x56x144, 112x112x32 lose, the latter with 2 blocks to share out: see
+    `CHANNEL_OUTER_MIN_TASKS`, batches counted), nor do stride-2 layers as a rule (14x14x576-s2:
+    1.17-1.27x the time at 1 thread, 1.01-1.08x at 2; 28x28x192-s2 0.88-0.99x / 0.75-0.88x).
+
+    Threads then write neighbouring channels of each pixel, so each block and each pixel's
+    channels must be whole cache lines of an output on a line boundary: where one line held
+    the end of one thread's part and the start of the other's, for every pixel, the line moved
+    between the cores at each store (7x7x960 with its output 16 bytes past a boundary: 2.7x the
+    time at 2 threads). Kernels for inputs off a vector boundary place their output at the
+    input's offset, so they keep row tiles in parallel (``schedule_nhwc``'s `rows_outer`).
+    """
+    line = CACHE_LINE_BYTES
+    blocks = spec.in_channels // tiling.block
+    return (spec.strides == (1, 1) and spec.in_height * spec.in_width <= CHANNEL_OUTER_MAX_PLANE
+            and spec.batch * blocks >= CHANNEL_OUTER_MIN_TASKS
+            and tiling.block * spec.itemsize % line == 0 and spec.out_channels * spec.itemsize % line == 0)
+
+
+def schedule_nhwc(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearch | None = None,
+                  rows_outer: bool = False):
+    """Row tiles in parallel -> channel blocks -> column tiles, or for small planes channel
+    blocks in parallel -> row tiles -> column tiles (:func:`channel_blocks_outer`, unless
+    `rows_outer`); accumulators in registers.
 
     With `search`, the register tile (rows, columns, vectors per block) is sampled around `tiling`.
     """
@@ -192,9 +232,10 @@ def schedule_nhwc(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearc
     channel_block, channel_vector = split_tile(sch, channel_vectors, tiling.vectors_per_block, search,
                                                 MAX_SAMPLED_VECTORS)
     col_tile, col_in_tile = split_tile(sch, col, tiling.tile_cols, search, MAX_SAMPLED_COLS)
-    sch.reorder(batch, row_tile, channel_block, col_tile, row_in_tile, col_in_tile, channel_vector,
-                channel_multiple, channel_lane)
-    sch.parallel(sch.fuse(batch, row_tile))
+    channels_first = not rows_outer and channel_blocks_outer(spec, tiling)
+    outer = (channel_block, row_tile) if channels_first else (row_tile, channel_block)
+    sch.reorder(batch, *outer, col_tile, row_in_tile, col_in_tile, channel_vector, channel_multiple, channel_lane)
+    sch.parallel(sch.fuse(batch, outer[0]))
     for loop in (row_in_tile, col_in_tile, channel_vector, channel_multiple):
         sch.unroll(loop)
     sch.vectorize(channel_lane)

@@ -178,3 +178,57 @@ def test_nchw_ragged_rows_keep_the_epilogue_vectorized(op, size, stride):
     assert re.search(r"vmaxps\s+.*%[xyz]mm", asm) and re.search(r"vminps\s+.*%[xyz]mm", asm)
     assert not re.search(r"vm(ax|in)ss\s", asm)
     assert not re.search(r"vblendmps|vblendvps", asm), "a clamp left as a compare and a blend"
+
+
+def _parallel_extent(schedule) -> int:
+    """The extent of the outermost (parallel) loop of a scheduled PrimFunc."""
+    import tvm
+    import tvm_ffi
+
+    found = []
+    tvm_ffi.structural_walk(schedule.mod["main"], ((tvm.tirx.For, lambda loop: found.append(loop)),), order="pre")
+    assert int(found[0].kind) == kinds().PARALLEL
+    return int(found[0].extent)
+
+
+@pytest.mark.parametrize("shape, strides, parallel", [
+    ((1, 14, 14, 384), 1, "channel blocks"), ((1, 7, 7, 960), 1, "channel blocks"),
+    ((1, 28, 28, 192), 1, "channel blocks"), ((2, 14, 14, 64), 1, "channel blocks"),
+    ((1, 56, 56, 144), 1, "row tiles"), ((1, 14, 14, 576), 2, "row tiles"),
+    ((1, 14, 14, 24), 1, "row tiles"), ((1, 14, 14, 48), 1, "row tiles")],
+    ids=["14x14x384", "7x7x960", "28x28x192", "batch2-14x14x64", "56x56x144", "14x14x576-s2",
+         "24-channels", "3-blocks"])
+def test_nhwc_parallel_loop_runs_channel_blocks_on_small_planes(shape, strides, parallel):
+    """NHWC kernels at stride 1 on planes up to 28x28 run channel blocks (of whole cache lines)
+    in parallel, each over all its rows, so that the border rows LoopPartition splits off run
+    inside the parallel tasks; other layers run row tiles in parallel: larger planes, stride 2,
+    blocks that are no whole cache line (24 channels: 8-lane vectors), too few blocks to share
+    out (48 channels: 3). A batch counts its blocks once per image."""
+    from dwc_compiler.schedules.x86 import default_tiling
+
+    target = resolve_target("x86-avx512")
+    spec = dwc.DepthwiseSpec.create(shape, (3, 3, shape[3], 1), strides, "SAME")
+    schedule, _ = apply_rules(prim_func(spec), spec, target)
+    tiling = default_tiling(spec, target)
+    if parallel == "channel blocks":
+        assert _parallel_extent(schedule) == spec.batch * spec.in_channels // tiling.block
+    else:
+        assert _parallel_extent(schedule) == spec.batch * spec.out_height // tiling.tile_rows
+
+
+def test_kernels_for_inputs_off_a_vector_boundary_run_row_tiles_in_parallel():
+    """The variants for inputs off a vector boundary place their output at the input's offset,
+    so a pixel's channels no longer end on a cache line: their row tiles run in parallel even
+    where ``main`` runs channel blocks (7x7x960), and no thread shares a line with the other."""
+    from dwc_compiler.schedules import aligned_variants
+    from dwc_compiler.schedules.x86 import default_tiling
+
+    target = resolve_target("x86-avx512")
+    spec = dwc.DepthwiseSpec.create((1, 7, 7, 960), (3, 3, 960, 1), 1, "SAME")
+    main, _ = apply_rules(prim_func(spec), spec, target)
+    tiling = default_tiling(spec, target)
+    assert _parallel_extent(main) == spec.in_channels // tiling.block
+    variants = aligned_variants(spec, target, main)
+    assert sorted(variants) == [16, 32, 48]
+    for _, make in variants.values():
+        assert _parallel_extent(make()) == spec.out_height // tiling.tile_rows

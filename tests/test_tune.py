@@ -154,6 +154,36 @@ def test_verdict_keeps_the_hand_schedule_when_the_best_trial_is_the_hand_tiling(
     assert dwc.build(SPEC, TARGET, records=tmp_path).schedule == "hand:x86"
 
 
+def test_verdict_judges_records_against_the_hand_schedule_as_it_builds_now(tmp_path):
+    """The verdict measures the hand schedule dwc builds today, not the hand trace the job
+    recorded when it began: a trace replays the loop structure of its day. Here the recorded
+    "hand" entry is another point of the space (as an older dwc's hand schedule would be), and
+    the best record is today's hand schedule: the verdict sees the two are the same."""
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+    from dwc_compiler.ops.primfunc import prim_func
+    from dwc_compiler.schedules import apply_rules
+    from dwc_compiler.targets import resolve_target
+    from dwc_compiler.tuning.measure import builder
+    from dwc_compiler.tuning.verdict import final_verdict
+
+    target = resolve_target(TARGET)
+    module = tvm.IRModule({"main": prim_func(SPEC)})
+    today = _fake_record(SPEC, 0.1, use_hand_decisions=True, postprocessed=True)
+    for seed in range(1, 50):  # a point of the space other than the hand tiling: "an old hand schedule"
+        schedule, _ = apply_rules(tvm.s_tir.Schedule(module, seed=seed), SPEC, target, tunable=True)
+        trace = ms.database.TuningRecord(schedule.trace, ms.database.Workload(module), None, target.tvm(),
+                                         None).as_json()
+        old_hand = {**today, "trace": trace, "origin": "hand", "run_secs": [5e-6] * 3}
+        if _tile_decisions(old_hand) != _tile_decisions(today):
+            break
+    store = RecordStore(tmp_path, TARGET)
+    store.append([old_hand, {**today, "space": "dwc"}])
+    result = final_verdict("layer", SPEC, target, store, builder(target), None, 1)
+    assert result.same_as_hand and not result.uses_record
+
+
 def test_build_applies_a_faster_record_and_never_a_failed_one(tmp_path):
     """A record faster than the hand schedule is applied by builds; failed trials (1e10 s) never are."""
     store = RecordStore(tmp_path, TARGET)

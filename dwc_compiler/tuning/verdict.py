@@ -16,7 +16,7 @@ from ..errors import DwcError
 from .measure import RpcConfig, build_inputs, run_inputs, runner
 from .records import RecordStore, mean_seconds, record_id
 from .search import MIN_GAIN
-from .spaces import module_of, schedule_from_record
+from .spaces import hand_point, module_of, schedule_from_record
 
 FINAL_ROUNDS = 15
 
@@ -64,8 +64,10 @@ def final_verdict(name: str, spec: Any, target: Any, store: RecordStore, builder
     best = min(scored, key=lambda item: item[0])[1]
     identifier = record_id(best["trace"])
     module = module_of(spec)
-    schedules = [schedule_from_record(module, best, target.family),
-                 schedule_from_record(module, hand_entries[0], target.family)]
+    # The hand schedule as dwc builds it now, not the trace recorded when the job first measured
+    # it: a trace replays the loop structure of its day, and a dwc whose hand schedule changed
+    # would judge its records against the old one.
+    schedules = [schedule_from_record(module, best, target.family), hand_point(spec, target)]
     same_as_hand = bool(tvm_ffi.structural_equal(schedules[0].mod, schedules[1].mod))
     inputs = build_inputs(schedules, target, builder)
     final_runner = runner(target, rpc, 20, 5, 50, keep_artifacts=True)
