@@ -42,7 +42,7 @@ LAYERS = {  # name: (input shape NHWC, filter shape, strides)
 
 
 def _calls(shape, filter_shape, strides, to_tensor):
-    """The three ways to call the same kernel on the same arrays."""
+    """The four ways to call the same kernel on the same arrays."""
     rng = np.random.default_rng(0)
     data = to_tensor(rng.random(shape).astype(np.float32))
     weights = to_tensor(rng.random(filter_shape).astype(np.float32))
@@ -72,7 +72,8 @@ def _calls(shape, filter_shape, strides, to_tensor):
 
 
 def measure(name: str, kind: str, calls: dict, rounds: int) -> dict:
-    """Interleaved rounds of the three calls; medians and paired differences against `compiled`."""
+    """Interleaved rounds of the four calls; medians, paired differences against `compiled`, and the
+    fastest blocks' difference."""
     samples = interleaved_rounds(calls, rounds, WARMUP_CALLS, TIMED_CALLS)
     medians = {way: statistics.median(values) for way, values in samples.items()}
     ways = ("kernel", "api", "api-kept")

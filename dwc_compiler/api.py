@@ -81,24 +81,21 @@ def depthwise_conv2d(input: Any, filter: Any, strides: Any, padding: Any,
         UnknownTargetError: for a target name that is not known.
     """
     try:  # the lean path: see _lean_key
-        call = _lean_calls[(input.shape, strides if type(strides) is int else tuple(strides),
-                            padding if type(padding) is str else _hashable(padding), data_format,
-                            dilations if dilations is None else _hashable(dilations), target, bias is None,
-                            activation, filter_format)]
+        call = _lean_calls[(input.shape, filter.shape,
+                            strides if type(strides) is int else tuple(strides) if type(strides) is list
+                            else _hashable(strides), padding if type(padding) is str else _hashable(padding),
+                            data_format, dilations if dilations is None else _hashable(dilations), target,
+                            bias is None, activation, filter_format)]
     except (AttributeError, KeyError, TypeError):  # not compiled yet, or not arrays yet
         call = None
     if call is not None:
         try:
             return call(input, filter) if bias is None else call(input, filter, bias)
         except InvalidArgumentError:
-            pass  # arrays that kernel does not take: the full path finds theirs, or names what is wrong
+            pass  # arrays that kernel does not take (another dtype): the full path finds theirs, or names what is wrong
     inputs = _depthwise_inputs(input, filter, bias)
-    kernel = _depthwise_kernel_of(inputs, strides, padding, data_format, dilations, target, activation,
-                                  filter_format)
-    lean_key = _lean_key(inputs[0], strides, padding, data_format, dilations, target, bias, activation, filter_format)
-    if lean_key is not None:
-        _lean_calls[lean_key] = kernel.call
-    return kernel.call(*inputs)
+    return _depthwise_kernel_of(inputs, strides, padding, data_format, dilations, target, activation,
+                                filter_format).call(*inputs)
 
 
 def depthwise_kernel(input: Any, filter: Any, strides: Any, padding: Any, data_format: str | None = "NHWC",
@@ -122,13 +119,19 @@ def _depthwise_inputs(input: Any, filter: Any, bias: Any) -> tuple:
 
 def _depthwise_kernel_of(inputs: tuple, strides, padding, data_format, dilations, target, activation,
                          filter_format) -> Kernel:
+    """The kernel for these arrays and parameters (compiled on first use), kept for the lean path."""
     input, filter, *bias = inputs
-    key = _cache_key(input, filter, strides, padding, data_format, dilations, target, bias[0] if bias else None,
-                     activation, filter_format)
-    kernel = _kernels.get(key)
+    bias = bias[0] if bias else None
+    key = _cache_key(input, filter, strides, padding, data_format, dilations, target, bias, activation, filter_format)
+    try:
+        kernel = _kernels.get(key)
+    except TypeError:  # an unhashable parameter: the spec names it
+        kernel = None
     if kernel is None:
         kernel = _compile_for(key, inputs, strides, padding, data_format, dilations, target, activation,
                               filter_format)
+    _keep_lean(_lean_key(input, filter, strides, padding, data_format, dilations, target, bias, activation,
+                         filter_format), kernel, key)
     return kernel
 
 
@@ -144,23 +147,28 @@ def _cache_key(input, filter, strides, padding, data_format, dilations, target, 
             filter_format)
 
 
-def _lean_key(input, strides, padding, data_format, dilations, target, bias, activation,
-              filter_format) -> tuple | None:
-    """The key of :func:`depthwise_conv2d`'s lean path (which writes it out inline): the input's
-    shape and the parameters name the kernel last run with them (None: parameters the lean path
-    cannot key, such as nested lists of strides, which take the full path every call).
+def _lean_key(input, filter, strides, padding, data_format, dilations, target, bias, activation,
+              filter_format) -> tuple:
+    """The key of :func:`depthwise_conv2d`'s lean path (which writes it out inline): the arrays'
+    shapes and the parameters name the kernel last run with them.
 
-    It leaves out the filter's shape and the dtypes, which the kernel's compiled function checks
-    on every call (each element hashed costs ~0.1 us a call): arrays that kernel does not take
-    (another filter size or dtype for the same input shape) make its call raise, and the full
-    path then runs the kernel of their own, which the lean path keeps from then on."""
-    try:
-        return (input.shape, strides if type(strides) is int else tuple(strides),
-                padding if type(padding) is str else _hashable(padding), data_format,
-                dilations if dilations is None else _hashable(dilations), target, bias is None, activation,
-                filter_format)
-    except TypeError:
-        return None
+    It leaves out the dtypes, which the kernel's compiled function checks on every call (each
+    element hashed costs ~0.1 us a call): arrays of another dtype for the same shapes make that
+    kernel's call raise, and the full path then runs the kernel of their own, which the lean
+    path keeps from then on."""
+    return (input.shape, filter.shape,
+            strides if type(strides) is int else tuple(strides) if type(strides) is list else _hashable(strides),
+            padding if type(padding) is str else _hashable(padding), data_format,
+            dilations if dilations is None else _hashable(dilations), target, bias is None, activation,
+            filter_format)
+
+
+def _keep_lean(lean_key: tuple, kernel: Kernel, key: tuple) -> None:
+    """Keep `kernel`'s call under `lean_key`, unless the cache no longer holds `kernel` under its
+    `key` (:func:`clear_kernel_cache` ran since it was found)."""
+    with _kernels_lock:
+        if _kernels.get(key) is kernel:
+            _lean_calls[lean_key] = kernel.call
 
 
 def _dtype_name(array: Any) -> str:

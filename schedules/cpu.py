@@ -199,6 +199,8 @@ def channel_blocks_outer(spec: DepthwiseSpec, tiling: CpuTiling) -> bool:
     `CHANNEL_OUTER_MIN_TASKS`, batches counted), nor do stride-2 layers as a rule (14x14x576-s2:
     1.17-1.27x the time at 1 thread, 1.01-1.08x at 2; 28x28x192-s2 0.88-0.99x / 0.75-0.88x).
 
+    Decided on the hand tiling: a search that samples the register tile keeps this order.
+
     Threads then write neighbouring channels of each pixel, so each block and each pixel's
     channels must be whole cache lines of an output on a line boundary: where one line held
     the end of one thread's part and the start of the other's, for every pixel, the line moved

@@ -145,11 +145,13 @@ def test_cached_calls_take_the_lean_path(monkeypatch, strides, padding, dilation
                                   expected)
 
 
-def test_lean_path_follows_the_filter_size_and_dtype():
-    """The lean path keys on the input's shape and the parameters; calls that alternate the
+def test_lean_path_follows_the_filter_size_and_dtype(monkeypatch):
+    """The lean path keys on the arrays' shapes and the parameters; calls that alternate the
     filter's size (3x3, 5x5) or the dtype (float32, float64) on one input shape each get their
-    own kernel's result (the last kernel's call refuses the other arrays, the full path runs
-    theirs), and a wrong filter is still named."""
+    own kernel's result (for another dtype, the last kernel's call refuses the arrays and the
+    full path runs theirs, which the lean path then keeps), and a wrong filter is still named."""
+    from dwc_compiler import api
+
     data, weights = random_inputs(SPEC)
     wide = np.random.default_rng(3).standard_normal((5, 5, 32, 1)).astype(np.float32)
     spec_wide = dwc.DepthwiseSpec.create(SPEC.input_shape, wide.shape, 1, "SAME")
@@ -161,24 +163,29 @@ def test_lean_path_follows_the_filter_size_and_dtype():
             result = dwc.depthwise_conv2d(case_data, case_weights, 1, "SAME")
             assert result.dtype == case_data.dtype
             assert max_relative_error(result, spec.reference(case_data, case_weights)) < 1e-5
-    with pytest.raises(dwc.InvalidArgumentError, match="filter: expected dtype float32, got float64"):
-        dwc.depthwise_conv2d(data, weights.astype(np.float64), 1, "SAME")
+    with pytest.raises(dwc.InvalidArgumentError, match="filter: expected dtype float64, got float32"):
+        dwc.depthwise_conv2d(data.astype(np.float64), weights, 1, "SAME")
+    monkeypatch.setattr(api, "_array_of", lambda *args: pytest.fail("left the lean path"))
+    for case_data, case_weights, spec in cases[1:]:  # the 5x5 kernel, and the float64 one last used
+        assert max_relative_error(dwc.depthwise_conv2d(case_data, case_weights, 1, "SAME"),
+                                  spec.reference(case_data, case_weights)) < 1e-5
 
 
 def test_output_buffer_reused_after_a_refused_fast_call(kernel):
     """When the compiled function refuses an array (here a filter in another memory order, which
-    the checked path copies), the call still reuses the output buffer the caller dropped: the
-    fast path's hold on it is let go first (inside MobileNetV2, every call allocated a fresh
-    output, MBs of new pages for the large layers)."""
+    the checked path copies), the call still reuses the output buffers the caller dropped: the
+    fast path's hold on the one it took is let go first (inside MobileNetV2, every call
+    allocated a fresh output, MBs of new pages for the large layers). In a loop keeping its last
+    result, a hold left behind would make a third buffer."""
     data, weights = random_inputs(SPEC)
     transposed = np.asfortranarray(weights)  # the same values, not C-contiguous
-    first = kernel(data, transposed)
-    address = first.ctypes.data
     expected = _expected(data, weights)
-    assert max_relative_error(first, expected) < 1e-5
-    del first
-    second = kernel(data, transposed)
-    assert second.ctypes.data == address and max_relative_error(second, expected) < 1e-5
+    result = kernel(data, transposed)
+    made = kernel._outputs.made
+    for _ in range(6):
+        result = kernel(data, transposed)
+        assert max_relative_error(result, expected) < 1e-5
+    assert kernel._outputs.made - made <= 1
 
 
 def test_results_never_alias_arrays_the_caller_still_holds(kernel):
@@ -252,14 +259,37 @@ def test_a_loop_keeping_its_last_result_allocates_no_output(kernel):
 
 
 def test_calls_by_argument_name_and_wrong_counts(kernel):
-    """``kernel.call`` takes the spec's input arguments by position or by name; too few or too
-    many arrays are named, not a Python signature error."""
+    """``kernel.call`` takes the spec's input arguments by position or by name; a missing array
+    is named (the first one missing), as are too many, not a Python signature error."""
     data, weights = random_inputs(SPEC)
     expected = _expected(data, weights)
     assert max_relative_error(kernel.call(input=data, filter=weights), expected) < 1e-5
     assert max_relative_error(kernel.call(data, filter=weights), expected) < 1e-5
-    with pytest.raises(dwc.InvalidArgumentError, match=r"filter: this kernel takes 2 arrays \(input, filter\), got 1"):
+    with pytest.raises(dwc.InvalidArgumentError, match=r"^filter: missing; this kernel takes 2 arrays \(input, filter\)"):
         kernel.call(data)
+    with pytest.raises(dwc.InvalidArgumentError, match=r"^input: missing"):
+        kernel.call(filter=weights)
     with pytest.raises(dwc.InvalidArgumentError, match="this kernel takes 2 arrays .* got 3"):
         kernel.call(data, weights, weights)
 
+
+def test_lean_call_parameters_avoid_the_templates_own_names():
+    """Argument names that are no identifiers, keywords, or names the lean call's template uses
+    itself (``out``, ``result``, ``first``...) become positional parameters of other names, and
+    the call still computes and names wrong counts; the checked form takes the same names."""
+    from dwc_compiler.runtime.lean_call import MISSING, make_checked_call, make_lean_call
+
+    seen = []
+
+    def invoke(*arrays):
+        seen.append(arrays)
+
+    def checked(inputs, out):
+        return ("checked", inputs)
+
+    names = ["out", "first", "class", "two words", "bias"]
+    call = make_lean_call(names, invoke, lambda offset: ("result", "argument"), checked)
+    assert call(1, 2, 3, 4, 5) == "result" and seen == [(1, 2, 3, 4, 5, "argument")]
+    assert call(1, 2, 3, 4, bias=6) == "result" and seen[-1] == (1, 2, 3, 4, 6, "argument")
+    assert call(1, 2) == ("checked", (1, 2, MISSING, MISSING, MISSING))
+    assert make_checked_call(names, checked)(1, bias=2) == ("checked", (1, MISSING, MISSING, MISSING, 2))

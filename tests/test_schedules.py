@@ -10,16 +10,21 @@ from dwc_compiler.schedules import apply_rules
 from dwc_compiler.targets import resolve_target
 
 
-def loops_of(spec, target_name):
-    """(kind, extent) of every loop in the scheduled PrimFunc, outermost first."""
+def for_loops(schedule) -> list:
+    """Every loop of a scheduled PrimFunc, outermost first."""
     import tvm
     import tvm_ffi
 
-    schedule, name = apply_rules(prim_func(spec), spec, resolve_target(target_name))
     found = []
     tvm_ffi.structural_walk(schedule.mod["main"], ((tvm.tirx.For, lambda loop: found.append(loop)),),
                             order="pre")
-    return name, [(int(loop.kind), int(loop.extent)) for loop in found]
+    return found
+
+
+def loops_of(spec, target_name):
+    """(kind, extent) of every loop in the scheduled PrimFunc, outermost first."""
+    schedule, name = apply_rules(prim_func(spec), spec, resolve_target(target_name))
+    return name, [(int(loop.kind), int(loop.extent)) for loop in for_loops(schedule)]
 
 
 def kinds():
@@ -182,13 +187,9 @@ def test_nchw_ragged_rows_keep_the_epilogue_vectorized(op, size, stride):
 
 def _parallel_extent(schedule) -> int:
     """The extent of the outermost (parallel) loop of a scheduled PrimFunc."""
-    import tvm
-    import tvm_ffi
-
-    found = []
-    tvm_ffi.structural_walk(schedule.mod["main"], ((tvm.tirx.For, lambda loop: found.append(loop)),), order="pre")
-    assert int(found[0].kind) == kinds().PARALLEL
-    return int(found[0].extent)
+    outermost = for_loops(schedule)[0]
+    assert int(outermost.kind) == kinds().PARALLEL
+    return int(outermost.extent)
 
 
 @pytest.mark.parametrize("shape, strides, parallel", [

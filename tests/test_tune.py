@@ -178,6 +178,8 @@ def test_verdict_judges_records_against_the_hand_schedule_as_it_builds_now(tmp_p
         old_hand = {**today, "trace": trace, "origin": "hand", "run_secs": [5e-6] * 3}
         if _tile_decisions(old_hand) != _tile_decisions(today):
             break
+    else:
+        pytest.fail("no seed gave a point of the space other than the hand tiling")
     store = RecordStore(tmp_path, TARGET)
     store.append([old_hand, {**today, "space": "dwc"}])
     result = final_verdict("layer", SPEC, target, store, builder(target), None, 1)

@@ -29,7 +29,9 @@ import numpy as np
 # a tensor PyTorch cannot pack, such as one on the meta device: RuntimeError).
 REFUSALS = (TypeError, ValueError, BufferError, RuntimeError)
 
-_MISSING = object()  # the default of every parameter: a call with too few arrays goes to the checked path
+# The default of every parameter: a call with too few arrays reaches the checked path, which
+# names the first argument left MISSING.
+MISSING = object()
 
 _TEMPLATE = """
 def call({parameters}, *extra, out=None):
@@ -40,11 +42,11 @@ def call({parameters}, *extra, out=None):
         else:
             result = argument = out
         try:
-            run({first}{rest}, argument)
+            run(first{rest}, argument)
             return result
         except REFUSALS:
             result = argument = None  # no longer held here: the checked path may hand it out again
-    return checked(tuple(value for value in ({names}, *extra) if value is not MISSING), out)
+    return checked(({names}, *extra), out)
 """
 
 _MAIN = """\
@@ -69,6 +71,40 @@ _BY_OFFSET = """\
             run, offset = invoke, 0
 """
 
+# Every call is checked (kernels whose invoke does not check its arguments itself).
+_CHECKED_TEMPLATE = """
+def call({parameters}, *extra, out=None):
+    return checked(({names}, *extra), out)
+"""
+
+# Names the templates use themselves: an argument of one of these names becomes a positional
+# parameter of another name.
+_RESERVED = frozenset({
+    "call", "extra", "out", "MISSING", "REFUSALS", "ADDRESS_REFUSALS", "invoke", "take", "checked", "ndarray",
+    "by_offset", "names_by_offset", "vector_bytes", "function_for", "from_dlpack", "run", "offset", "first",
+    "result", "argument"})
+
+
+def _parameters(names: list[str]) -> list[str]:
+    """The parameter names of a lean call: the argument names, where they are usable as such."""
+    return [name if name.isidentifier() and not keyword.iskeyword(name) and name not in _RESERVED
+            and not name.startswith("_array") else f"_array{index}" for index, name in enumerate(names)]
+
+
+def _function(source: str, scope: dict[str, Any], parameters: list[str]) -> Callable[..., Any]:
+    """The function ``call`` that `source` defines, with `scope` as its globals."""
+    exec(compile(source, f"<dwc lean call of ({', '.join(parameters)})>", "exec"), scope)  # noqa: S102 (our template)
+    return scope["call"]
+
+
+def make_checked_call(names: list[str], checked: Callable[[tuple, Any], Any]) -> Callable[..., Any]:
+    """``Kernel.call`` of a kernel whose calls are all checked in Python (emulated and CUDA
+    runtimes): the same parameters as :func:`make_lean_call`'s, each call to `checked`."""
+    parameters = _parameters(names)
+    source = _CHECKED_TEMPLATE.format(parameters=", ".join(f"{name}=MISSING" for name in parameters),
+                                      names=", ".join(parameters))
+    return _function(source, {"MISSING": MISSING, "checked": checked}, parameters)
+
 
 def make_lean_call(names: list[str], invoke: Callable[..., Any], take: Callable[[int], tuple],
                    checked: Callable[[tuple, Any], Any], by_offset: dict[int, Callable[..., Any]] | None = None,
@@ -80,22 +116,22 @@ def make_lean_call(names: list[str], invoke: Callable[..., Any], take: Callable[
         names: the spec's input argument names (``["input", "filter"]``): the parameters.
         invoke: the compiled ``main``.
         take: the kernel's ``OutputBuffers.take``.
-        checked: the kernel's checked call, ``checked(inputs, out)``.
+        checked: the kernel's checked call, ``checked(inputs, out)`` (`inputs` may hold
+            ``MISSING`` for arguments not given).
         by_offset: for kernels with functions for inputs off a vector boundary, those made
             callable so far by the input's offset (None: ``main`` only).
         names_by_offset: the offsets that have a function (the keys it will have).
         vector_bytes: the vector's size, the modulus of the input's address.
         function_for: compiles (or finds) the function for an offset on its first use.
     """
-    parameters = [name if name.isidentifier() and not keyword.iskeyword(name) else f"array{index}"
-                  for index, name in enumerate(names)]
+    parameters = _parameters(names)
     joined = ", ".join(parameters)
     pick = (_MAIN if by_offset is None else _BY_OFFSET).format(name=parameters[0], names=joined)
     source = _TEMPLATE.format(parameters=", ".join(f"{name}=MISSING" for name in parameters), last=parameters[-1],
-                              pick=pick.rstrip("\n"), first="first",
-                              rest="".join(f", {name}" for name in parameters[1:]), names=joined)
+                              pick=pick.rstrip("\n"), rest="".join(f", {name}" for name in parameters[1:]),
+                              names=joined)
     scope: dict[str, Any] = {
-        "MISSING": _MISSING, "REFUSALS": REFUSALS, "ADDRESS_REFUSALS": (*REFUSALS, AttributeError),
+        "MISSING": MISSING, "REFUSALS": REFUSALS, "ADDRESS_REFUSALS": (*REFUSALS, AttributeError),
         "invoke": invoke, "take": take, "checked": checked, "ndarray": np.ndarray,
         "by_offset": by_offset, "names_by_offset": names_by_offset, "vector_bytes": vector_bytes,
         "function_for": function_for}
@@ -103,5 +139,4 @@ def make_lean_call(names: list[str], invoke: Callable[..., Any], take: Callable[
         import tvm_ffi
 
         scope["from_dlpack"] = tvm_ffi.from_dlpack
-    exec(compile(source, f"<dwc lean call of ({joined})>", "exec"), scope)  # noqa: S102 (our template)
-    return scope["call"]
+    return _function(source, scope, parameters)

@@ -21,7 +21,8 @@ class OutputBuffers:
     ``y = depthwise_conv2d(x, w, ...)`` with one kept array, 7x7x960 took 20.5 us a call against
     12.2 us for calls whose results were dropped. So the last two arrays are kept, and each is
     handed out again once nothing outside holds it or a view of it (a variable, a slice, a
-    tensor made from it). When both are held, a new array takes the place of the older one.
+    tensor made from it). When both are held, a new array takes the place of the one made longest
+    ago.
 
     Attributes:
         take: ``take(offset) -> (array, argument)``: a free array `offset` bytes past a 64-byte
@@ -31,6 +32,9 @@ class OutputBuffers:
             (its reference count), so two threads are never handed the same one: a taker checks,
             after taking, that it is the array's only holder besides the kept entry.
         made: how many arrays were made so far (each a fresh allocation).
+
+    The claims rest on the GIL (exact reference counts, each change atomic); a free-threaded
+    Python would need a lock around `take`.
     """
 
     def __init__(self, shape: tuple[int, ...], dtype: np.dtype,
@@ -39,29 +43,31 @@ class OutputBuffers:
         kept: list[tuple | None] = [None] * KEPT
         refcount, turn = sys.getrefcount, [0]
 
+        # A kept entry: (array, argument, its backing buffer, offset, the counts of references to
+        # the array and to the buffer while nothing outside holds them, the array's count while one
+        # taker holds it). Each count is taken by the same expression that tests it later, so that
+        # what the interpreter itself holds during a call counts the same on both sides.
         def make(offset: int) -> tuple:
-            """A new kept entry: (array, argument, its backing buffer, offset, and the reference
-            counts the array and the buffer have while only the entry holds them)."""
+            """A new kept entry for arrays `offset` bytes past a 64-byte boundary."""
             array = empty_aligned(shape, dtype, offset)
             entry = (array, array if to_argument is None else to_argument(array), array.base, offset)
+            claimed = refcount(array)  # as `result` in take, held by one taker
             del array
             self.made += 1
-            # Counted while the 4-tuple holds them as the returned tuple will (plus getrefcount's argument).
-            free_counts = (refcount(entry[0]), refcount(entry[2]))
-            return entry + free_counts
+            return entry + (refcount(entry[0]), refcount(entry[2]), claimed)
 
         def take(offset: int) -> tuple:
             for entry in kept:  # a free one at this offset
                 if (entry is not None and entry[3] == offset and refcount(entry[0]) == entry[4]
                         and refcount(entry[2]) == entry[5]):
                     result = entry[0]
-                    if refcount(result) == entry[4] + 1:  # +1: `result`; no other thread took it meanwhile
+                    if refcount(result) == entry[6]:  # no other thread took it meanwhile
                         return result, entry[1]
                     result = None
             for index, entry in enumerate(kept):  # else a place that is empty or whose array is free
                 if entry is None or (refcount(entry[0]) == entry[4] and refcount(entry[2]) == entry[5]):
                     break
-            else:  # all are held outside: replace the older
+            else:  # all are held outside: replace the one made longest ago
                 index = turn[0]
             turn[0] = (index + 1) % KEPT
             kept[index] = entry = make(offset)
