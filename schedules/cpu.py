@@ -181,6 +181,7 @@ def split_tile(sch, loop, inner: int, search: TileSearch | None, largest_inner: 
 # many pixels (28x28), given at least CHANNEL_OUTER_MIN_TASKS of them per call.
 CHANNEL_OUTER_MAX_PLANE = 28 * 28
 CHANNEL_OUTER_MIN_TASKS = 8
+CHANNEL_OUTER_MAX_INPUT_BYTES = 1 << 20  # the whole input (all images) within half a 2 MB L2
 CACHE_LINE_BYTES = 64
 
 
@@ -199,6 +200,11 @@ def channel_blocks_outer(spec: DepthwiseSpec, tiling: CpuTiling) -> bool:
     `CHANNEL_OUTER_MIN_TASKS`, batches counted), nor do stride-2 layers as a rule (14x14x576-s2:
     1.17-1.27x the time at 1 thread, 1.01-1.08x at 2; 28x28x192-s2 0.88-0.99x / 0.75-0.88x).
 
+    The whole input must stay in L2 (`CHANNEL_OUTER_MAX_INPUT_BYTES`): a line that holds two
+    blocks (an input off a vector boundary) is read once per block, and with each block over all
+    rows the second read comes long after the first (batch8-28x28x192-s1 on NumPy's input, 4.8 MB:
+    1.18-1.20x the time; on an aligned copy 0.88x).
+
     Decided on the hand tiling: a search that samples the register tile keeps this order.
 
     Threads then write neighbouring channels of each pixel, so each block and each pixel's
@@ -212,6 +218,7 @@ def channel_blocks_outer(spec: DepthwiseSpec, tiling: CpuTiling) -> bool:
     blocks = spec.in_channels // tiling.block
     return (spec.strides == (1, 1) and spec.in_height * spec.in_width <= CHANNEL_OUTER_MAX_PLANE
             and spec.batch * blocks >= CHANNEL_OUTER_MIN_TASKS
+            and int(np.prod(spec.input_shape)) * spec.itemsize <= CHANNEL_OUTER_MAX_INPUT_BYTES
             and tiling.block * spec.itemsize % line == 0 and spec.out_channels * spec.itemsize % line == 0)
 
 

@@ -196,15 +196,16 @@ def _parallel_extent(schedule) -> int:
     ((1, 14, 14, 384), 1, "channel blocks"), ((1, 7, 7, 960), 1, "channel blocks"),
     ((1, 28, 28, 192), 1, "channel blocks"), ((2, 14, 14, 64), 1, "channel blocks"),
     ((1, 56, 56, 144), 1, "row tiles"), ((1, 14, 14, 576), 2, "row tiles"),
-    ((1, 14, 14, 24), 1, "row tiles"), ((1, 14, 14, 48), 1, "row tiles")],
+    ((1, 14, 14, 24), 1, "row tiles"), ((1, 14, 14, 48), 1, "row tiles"), ((8, 28, 28, 192), 1, "row tiles")],
     ids=["14x14x384", "7x7x960", "28x28x192", "batch2-14x14x64", "56x56x144", "14x14x576-s2",
-         "24-channels", "3-blocks"])
+         "24-channels", "3-blocks", "batch8-past-L2"])
 def test_nhwc_parallel_loop_runs_channel_blocks_on_small_planes(shape, strides, parallel):
     """NHWC kernels at stride 1 on planes up to 28x28 run channel blocks (of whole cache lines)
     in parallel, each over all its rows, so that the border rows LoopPartition splits off run
     inside the parallel tasks; other layers run row tiles in parallel: larger planes, stride 2,
     blocks that are no whole cache line (24 channels: 8-lane vectors), too few blocks to share
-    out (48 channels: 3). A batch counts its blocks once per image."""
+    out (48 channels: 3), inputs beyond half an L2 (a batch of 8 28x28x192 images). A batch
+    counts its blocks once per image."""
     from dwc_compiler.schedules.x86 import default_tiling
 
     target = resolve_target("x86-avx512")
