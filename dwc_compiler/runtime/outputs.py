@@ -17,9 +17,10 @@ KEPT = 2
 class OutputBuffers:
     """Output arrays of one shape and dtype for the calls of one kernel.
 
-    A new array costs more than a small layer's run: its pages are fresh. In a loop
-    ``y = depthwise_conv2d(x, w, ...)`` with one kept array, 7x7x960 took 20.5 us a call against
-    12.2 us for calls whose results were dropped. So the last two arrays are kept, and each is
+    A new array costs more than a small layer's run: its pages are fresh. With one kept array,
+    the loop ``y = depthwise_conv2d(x, w, ...)`` made one every call and paid 8.4-8.8 us a call
+    more than calls whose results were dropped (``benchmarks/results/
+    call-overhead-20261201-1525-at-7a41453.md``). So the last two arrays are kept, and each is
     handed out again once nothing outside holds it or a view of it (a variable, a slice, a
     tensor made from it). When both are held, a new array takes the place of the one made longest
     ago.
