@@ -195,23 +195,24 @@ def channel_blocks_outer(spec: DepthwiseSpec, tiling: CpuTiling) -> bool:
     2 of them then run alone. With channel blocks outermost the row loop is inside each parallel
     task, and the split rows with it; one block's plane (a 28x28 input by 16 channels is 50 KB)
     also stays in L1/L2 while its rows are walked, where a row tile across all channels did not.
-    Measured in ``benchmarks/results/loop-order-*.md``: at stride 1 on planes up to 28x28. Larger
-    planes gain nothing (56x56x144, 112x112x32 lose, the latter with 2 blocks to share out: see
-    `CHANNEL_OUTER_MIN_TASKS`, batches counted), nor do stride-2 layers as a rule (14x14x576-s2:
-    1.17-1.27x the time at 1 thread, 1.01-1.08x at 2; 28x28x192-s2 0.88-0.99x / 0.75-0.88x).
+    Measured in ``benchmarks/results/loop-order-20261201-1453.md`` (21 rounds): gains at stride 1
+    on planes up to 28x28. Larger planes gain nothing (56x56x144, 112x112x32 lose, the latter with
+    2 blocks to share out: see `CHANNEL_OUTER_MIN_TASKS`, batches counted), nor do stride-2 layers
+    as a rule (there, 14x14x576-s2 1.15x the time at 1 thread; 28x28x192-s2 0.88x). Quick checks
+    of 21 rounds, not committed, agreed: 14x14x576-s2 1.17-1.27x at 1 thread, 1.01-1.08x at 2.
 
     The whole input must stay in L2 (`CHANNEL_OUTER_MAX_INPUT_BYTES`): a line that holds two
     blocks (an input off a vector boundary) is read once per block, and with each block over all
-    rows the second read comes long after the first (batch8-28x28x192-s1 on NumPy's input, 4.8 MB:
-    1.18-1.20x the time; on an aligned copy 0.88x).
+    rows the second read comes long after the first (a quick check of batch8-28x28x192-s1 on
+    NumPy's input, 4.8 MB: 1.18-1.20x the time; on an aligned copy 0.88x).
 
     Decided on the hand tiling: a search that samples the register tile keeps this order.
 
     Threads then write neighbouring channels of each pixel, so each block and each pixel's
     channels must be whole cache lines of an output on a line boundary: where one line held
     the end of one thread's part and the start of the other's, for every pixel, the line moved
-    between the cores at each store (7x7x960 with its output 16 bytes past a boundary: 2.7x the
-    time at 2 threads). Kernels for inputs off a vector boundary place their output at the
+    between the cores at each store (in a quick check, 7x7x960 with its output 16 bytes past a
+    boundary took 2.7x the time at 2 threads). Kernels for inputs off a vector boundary place their output at the
     input's offset, so they keep row tiles in parallel (``schedule_nhwc``'s `rows_outer`).
     """
     line = CACHE_LINE_BYTES
