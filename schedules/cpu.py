@@ -181,7 +181,8 @@ def split_tile(sch, loop, inner: int, search: TileSearch | None, largest_inner: 
 # many pixels (28x28), given at least CHANNEL_OUTER_MIN_TASKS of them per call.
 CHANNEL_OUTER_MAX_PLANE = 28 * 28
 CHANNEL_OUTER_MIN_TASKS = 8
-CHANNEL_OUTER_MAX_INPUT_BYTES = 1 << 20  # the whole input (all images) within half a 2 MB L2
+L2_BYTES = 2 << 20  # a core's L2 on the machines measured
+CHANNEL_OUTER_MAX_INPUT_BYTES = L2_BYTES // 2  # the whole input (all images) within half of it
 CACHE_LINE_BYTES = 64
 
 

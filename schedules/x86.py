@@ -26,7 +26,7 @@ from ..ops.channel_blocks import ChannelBlocks
 from ..ops.depthwise import DepthwiseSpec
 from ..ops.primfunc import accumulator_dtype, prim_func
 from .base import as_schedule
-from .cpu import CpuTiling, apply_cpu_rule, plan_tiling, schedule_nhwc, tiling_of
+from .cpu import L2_BYTES, CpuTiling, apply_cpu_rule, plan_tiling, schedule_nhwc, tiling_of
 from .cpu_separable import apply_separable_rule
 
 NAME = "hand:x86"
@@ -59,9 +59,10 @@ def default_tiling(spec: DepthwiseSpec, target) -> CpuTiling:
 # register tiles): beyond this, the extra blocks cost more than the aligned loads gain.
 MAX_ALIGNED_BLOCKS_RATIO = 1.25
 MIN_LOADS_PER_OUTPUT = 3.5  # input vectors a register tile loads per output vector, per window
-MAX_ALIGNED_INPUT_BYTES = 2 << 20  # a core's L2 on the machines measured
-# Below this many outputs the ~0.7 us the call spends reading the input's address costs more
-# than the split loads (the 7x7x576 output of 14x14x576-s2 has 28 k).
+MAX_ALIGNED_INPUT_BYTES = L2_BYTES
+# Below this many outputs reading the input's address (~0.7 us a call when this was measured,
+# ~0.2 us since the lean call reads it from one DLPack capsule) costs more than the split loads
+# (the 7x7x576 output of 14x14x576-s2 has 28 k).
 MIN_ALIGNED_OUTPUTS = 16 << 10
 
 # NumPy and glibc place arrays on 16-byte boundaries: the offsets past a vector boundary that

@@ -196,12 +196,12 @@ class Kernel:
     def _checked_call(self, inputs: tuple, out: Any) -> Any:
         """The call with every argument checked in Python, copied where it must be (`inputs`
         may hold ``MISSING`` for arguments the caller left out)."""
-        names = ", ".join(argument.name for argument in self._inputs)
         missing = next((index for index, value in enumerate(inputs) if value is MISSING), None)
-        if missing is not None and missing < self._input_count:
-            raise InvalidArgumentError(f"{self._inputs[missing].name}: missing; this kernel takes "
-                                       f"{self._input_count} arrays ({names})")
-        if len(inputs) != self._input_count:
+        if missing is not None or len(inputs) != self._input_count:
+            names = ", ".join(argument.name for argument in self._inputs)
+            if missing is not None:  # only the named parameters default to MISSING
+                raise InvalidArgumentError(f"{self._inputs[missing].name}: missing; this kernel takes "
+                                           f"{self._input_count} arrays ({names})")
             raise InvalidArgumentError(
                 f"{self._inputs[min(len(inputs), len(self._inputs) - 1)].name}: this kernel takes "
                 f"{len(self._inputs)} arrays ({names}), got {len(inputs)}")
