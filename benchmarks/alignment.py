@@ -13,13 +13,12 @@ benchmarks/results/alignment-<stamp>.json and .md with the machine it ran on.
 """
 
 import statistics
-import sys
 from pathlib import Path
 
 import numpy as np
 
 import dwc_compiler as dwc
-from dwc_compiler.benchmarking.interleaved import interleaved_rounds, median_ratio, write_results
+from dwc_compiler.benchmarking.interleaved import int_arguments, interleaved_rounds, median_ratio, write_results
 from dwc_compiler.workloads import MOBILENET_V2
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -68,8 +67,7 @@ def measure(name: str, spec, epilogue: str, rounds: int) -> dict:
 
 
 def main() -> None:
-    threads = int(sys.argv[1]) if len(sys.argv) > 1 else 1
-    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 21
+    threads, rounds = int_arguments(1, 21)
     dwc.set_num_threads(threads)
     rows = []
     for epilogue in ("", "bias+relu6"):

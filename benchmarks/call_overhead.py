@@ -29,17 +29,17 @@ benchmarks/results/call-overhead-<stamp>.json and .md with the machine it ran on
 """
 
 import statistics
-import sys
 from pathlib import Path
 
 import numpy as np
 
 import dwc_compiler as dwc
-from dwc_compiler.benchmarking.interleaved import interleaved_rounds, median_difference, write_results
+from dwc_compiler.benchmarking.interleaved import int_arguments, interleaved_rounds, median_difference, write_results
 from dwc_compiler.runtime.arrays import empty_aligned
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WARMUP_CALLS, TIMED_CALLS = 200, 2000
+WAYS = ("kernel", "kernel-out", "api", "api-kept")  # each timed against "compiled"
 LAYERS = {  # name: (input shape NHWC, filter shape, strides)
     "tiny-1x4x4x8-s1": ((1, 4, 4, 8), (3, 3, 8, 1), 1),
     "mbv2-7x7x960-s1": ((1, 7, 7, 960), (3, 3, 960, 1), 1),
@@ -82,15 +82,14 @@ def measure(name: str, kind: str, calls: dict, rounds: int) -> dict:
     fastest blocks' difference."""
     samples = interleaved_rounds(calls, rounds, WARMUP_CALLS, TIMED_CALLS)
     medians = {way: statistics.median(values) for way, values in samples.items()}
-    ways = ("kernel", "kernel-out", "api", "api-kept")
-    overhead = {way: median_difference(samples[way], samples["compiled"]) for way in ways}
-    fastest = {way: min(samples[way]) - min(samples["compiled"]) for way in ways}
+    overhead = {way: median_difference(samples[way], samples["compiled"]) for way in WAYS}
+    fastest = {way: min(samples[way]) - min(samples["compiled"]) for way in WAYS}
     return {"layer": name, "arrays": kind, "median_us": medians, "overhead_us": overhead,
             "fastest_overhead_us": fastest, "samples_us": samples}
 
 
 def main() -> None:
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 21
+    (rounds,) = int_arguments(21)
     dwc.set_num_threads(1)
     kinds = {"numpy": lambda array: array}
     try:
@@ -104,12 +103,11 @@ def main() -> None:
         for kind, to_tensor in kinds.items():
             row = measure(name, kind, _calls(shape, filter_shape, strides, to_tensor), rounds)
             rows.append(row)
+            overhead, fastest = row["overhead_us"], row["fastest_overhead_us"]
             print(f"{name:18s} {kind:6s} compiled {row['median_us']['compiled']:7.2f} us  "
-                  f"kernel +{row['overhead_us']['kernel']:.2f}  kernel-out +{row['overhead_us']['kernel-out']:.2f}  api +{row['overhead_us']['api']:.2f}  "
-                  f"api-kept +{row['overhead_us']['api-kept']:.2f} us (fastest blocks: kernel "
-                  f"+{row['fastest_overhead_us']['kernel']:.2f} api +{row['fastest_overhead_us']['api']:.2f} "
-                  f"api-kept +{row['fastest_overhead_us']['api-kept']:.2f})", flush=True)
-    method = (f"1 thread; {rounds} interleaved rounds (compiled, kernel, kernel-out, api, api-kept, then reversed), each block "
+                  + "  ".join(f"{way} +{overhead[way]:.2f}" for way in WAYS) + " us (fastest blocks: "
+                  + " ".join(f"{way} +{fastest[way]:.2f}" for way in WAYS) + ")", flush=True)
+    method = (f"1 thread; {rounds} interleaved rounds (compiled, {', '.join(WAYS)}, then reversed), each block "
               f"{WARMUP_CALLS} warm-up calls then {TIMED_CALLS} timed calls (block mean); overhead = median "
               f"over rounds of (call - compiled) within the round")
     table = ["| layer | arrays | compiled (us) | Kernel call overhead (us) | Kernel call into the same out= (us) | "

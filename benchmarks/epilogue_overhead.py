@@ -11,13 +11,12 @@ benchmarks/results/epilogue-overhead-<stamp>.json and .md with the machine it ra
 """
 
 import statistics
-import sys
 from pathlib import Path
 
 import numpy as np
 
 import dwc_compiler as dwc
-from dwc_compiler.benchmarking.interleaved import interleaved_rounds, median_ratio, write_results
+from dwc_compiler.benchmarking.interleaved import int_arguments, interleaved_rounds, median_ratio, write_results
 from dwc_compiler.workloads import MOBILENET_V2
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -56,8 +55,7 @@ def measure(name, spec, data_format, rounds: int) -> dict:
 
 
 def main() -> None:
-    threads = int(sys.argv[1]) if len(sys.argv) > 1 else 1
-    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 41
+    threads, rounds = int_arguments(1, 41)
     dwc.set_num_threads(threads)
     rows = []
     for data_format in ("NHWC", "NCHW"):

@@ -15,13 +15,12 @@ and .md with the machine it ran on.
 """
 
 import statistics
-import sys
 from pathlib import Path
 
 import numpy as np
 
 import dwc_compiler as dwc
-from dwc_compiler.benchmarking.interleaved import interleaved_rounds, median_ratio, write_results
+from dwc_compiler.benchmarking.interleaved import int_arguments, interleaved_rounds, median_ratio, write_results
 from dwc_compiler.schedules import cpu, x86
 from dwc_compiler.workloads import MOBILENET_V2
 
@@ -70,11 +69,10 @@ def measure(name: str, spec, rounds: int) -> dict:
 
 
 def main() -> None:
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 15
+    (rounds,) = int_arguments(15)
     rows = []
     for name, spec in MOBILENET_V2.items():
-        row = measure(name, dwc.DepthwiseSpec.create(spec.input_shape, spec.filter_shape, list(spec.strides), "SAME"),
-                      rounds)
+        row = measure(name, spec, rounds)
         rows.append(row)
         print(f"{name:22s} " + " | ".join(
             f"{kind} channels/rows 1t {row['1t']['channels_over_rows'][kind]:.2f} 2t "

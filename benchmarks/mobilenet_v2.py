@@ -26,7 +26,6 @@ Writes benchmarks/results/mobilenet-v2-<stamp>.json, .md and .png.
 import copy
 import io
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -35,7 +34,7 @@ import torch
 
 import dwc_compiler as dwc
 import dwc_compiler.torch as dwc_torch
-from dwc_compiler.benchmarking.interleaved import block_mean_us, median_ratio, write_results
+from dwc_compiler.benchmarking.interleaved import block_mean_us, int_arguments, median_ratio, write_results
 from dwc_compiler.benchmarking.mobilenet_v2 import mobilenet_v2
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -253,7 +252,7 @@ def _plot(rows, path: Path) -> None:
 
 
 def main() -> None:
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 7
+    (rounds,) = int_arguments(7)
     rows = []
     for threads in THREADS:
         for batch in BATCHES:

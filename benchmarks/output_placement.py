@@ -13,13 +13,12 @@ benchmarks/results/output-placement-<stamp>.json and .md with the machine it ran
 """
 
 import statistics
-import sys
 from pathlib import Path
 
 import numpy as np
 
 import dwc_compiler as dwc
-from dwc_compiler.benchmarking.interleaved import interleaved_rounds, write_results
+from dwc_compiler.benchmarking.interleaved import int_arguments, interleaved_rounds, write_results
 from dwc_compiler.workloads import MOBILENET_V2
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -55,13 +54,11 @@ def measure(name: str, spec, rounds: int) -> dict:
 
 
 def main() -> None:
-    threads = int(sys.argv[1]) if len(sys.argv) > 1 else 1
-    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 9
+    threads, rounds = int_arguments(1, 9)
     dwc.set_num_threads(threads)
     rows = []
     for name, spec in MOBILENET_V2.items():
-        row = measure(name, dwc.DepthwiseSpec.create(spec.input_shape, spec.filter_shape, list(spec.strides), "SAME"),
-                      rounds)
+        row = measure(name, spec, rounds)
         rows.append(row)
         spread = max(row["relative"].values())
         print(f"{name:22s} fastest {row['fastest_us']:7.1f} us, slowest placement {spread:.2f}x", flush=True)

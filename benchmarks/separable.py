@@ -15,13 +15,12 @@ and .md with the machine it ran on.
 
 import dataclasses
 import statistics
-import sys
 from pathlib import Path
 
 import numpy as np
 
 import dwc_compiler as dwc
-from dwc_compiler.benchmarking.interleaved import block_mean_us, median_ratio, write_results
+from dwc_compiler.benchmarking.interleaved import block_mean_us, int_arguments, median_ratio, write_results
 from dwc_compiler.benchmarking.roofline import fma_peak_gflops
 from dwc_compiler.benchmarking.separable_peers import available_peers, block_arrays
 from dwc_compiler.workloads import MOBILENET_V2_BLOCKS
@@ -72,7 +71,7 @@ def measure(name: str, spec, peers, rounds: int) -> dict:
 
 
 def main() -> None:
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 11
+    (rounds,) = int_arguments(11)
     dwc.set_num_threads(1)
     peers, missing = available_peers()
     try:

@@ -1,4 +1,5 @@
-"""Interleaved rounds of whole calls in one process, paired statistics, and result files.
+"""Interleaved rounds of whole calls in one process, paired statistics, result files, and the
+benchmark scripts' numeric arguments.
 
 The machines dwc is measured on are shared: the same kernel can drift between two speeds 1.45x
 apart within seconds. Comparing calls measured in the same round, with the order reversed every
@@ -10,12 +11,20 @@ from __future__ import annotations
 
 import datetime
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from ..files import write_json_atomic
 from .harness import machine_info
+
+
+def int_arguments(*defaults: int) -> list[int]:
+    """The script's positional arguments as ints (``THREADS ROUNDS``, say), each one not given
+    taking its entry of `defaults`."""
+    given = sys.argv[1:len(defaults) + 1]
+    return [int(value) for value in given] + list(defaults[len(given):])
 
 
 def block_mean_us(call: Callable[[], Any], warmup: int, timed: int) -> float:
