@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from .errors import BuildError, MissingToolError
+from .tir_passes import register_cpu_pipeline
 
 # Debian packages that provide each tool dwc may call, for the error message.
 TOOL_PACKAGES = {
@@ -50,10 +51,11 @@ def compile_for(mod, tvm_target, gpu: bool):
     import tvm
 
     configs = [{}] if gpu else [CPU_PASS_CONFIG, {}]
+    pipeline = "default" if gpu else register_cpu_pipeline()
     for attempt, config in enumerate(configs, start=1):
         try:
             with tvm.transform.PassContext(opt_level=3, config=config):
-                return tvm.compile(mod, target=tvm_target)
+                return tvm.compile(mod, target=tvm_target, tir_pipeline=pipeline)
         except Exception as exc:
             if attempt == len(configs) or not _is_partition_failure(exc):
                 raise

@@ -1,0 +1,174 @@
+"""What dwc adds to TVM's TIR lowering of CPU kernels: strided copies made vector shuffles.
+
+The NCHW schedules copy each channel plane, padded, into a small buffer before its sums; with a
+column stride of 2 the copy splits even and odd columns (``schedules/cpu.py``,
+``padded_plane``), so that strided windows load contiguous vectors. Lowered, the copy of one
+row's columns is a loop of scalar statements:
+
+    for g in range(G):
+        pad[b + g] = input[a + 2 * g]
+        pad[b + P + g] = input[a + 2 * g + 1]
+
+TVM cannot vectorize it (a vector of ``input[a + 2 * g]`` is a strided load, which its LLVM
+code generator makes lane by lane), and LLVM's loop vectorizer, which gets it as a scalar loop,
+makes short rows (7 or 14 pairs) into masked 4-lane pieces and scalar moves: 70-74% of the
+stride-2 NCHW kernels' time went to the copy (perf, 1 thread, Emerald Rapids: 14x14x576-s2,
+28x28x192-s2, 56x56x144-s2). :func:`deinterleave_copies` rewrites such loops as whole-vector
+loads of the contiguous input and one shuffle per phase (``vpermt2ps`` on AVX-512, ``uzp`` on
+NEON), a loop over chunks of :data:`CHUNK_LANES` output lanes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+CHUNK_LANES = 16  # output lanes per shuffle: one AVX-512 float32 vector
+PIPELINE_NAME = "dwc-cpu"
+
+
+def _linear(expr: Any, var: Any) -> tuple[Any, Any] | None:
+    """(coefficient, base) of `expr` as ``coefficient * var + base``, or None."""
+    from tvm.sym.pattern import detect_linear_equation
+
+    found = detect_linear_equation(expr, [var])
+    return (found[0], found[1]) if len(found) == 2 else None
+
+
+def _as_int(expr: Any) -> int | None:
+    from tvm import tirx
+
+    return int(expr.value) if isinstance(expr, tirx.IntImm) else None
+
+
+@dataclasses.dataclass(frozen=True)
+class StridedCopy:
+    """A serial loop ``for g in range(extent): target[output_bases[p] + g] = source[input_base +
+    stride * g + p]``, one store per phase ``p`` in ``0 .. stride - 1``."""
+
+    source: Any
+    target: Any
+    input_base: Any
+    output_bases: tuple
+    stride: int
+    extent: int
+    dtype: str
+
+
+def strided_copy(loop: Any) -> StridedCopy | None:
+    """`loop` as a :class:`StridedCopy`, or None when it is not one, or when rewriting it could
+    change what it does: the phases' output ranges must not overlap (the rewrite stores each
+    phase's lanes together, the loop interleaved them), and source and target must differ."""
+    from tvm import tirx
+    from tvm.ir import TensorLoad
+    from tvm.sym.analyzer import Analyzer
+
+    extent = _as_int(loop.extent)
+    if loop.kind != tirx.ForKind.SERIAL or _as_int(loop.min) != 0 or extent is None or loop.annotations:
+        return None
+    statements = list(loop.body.seq) if isinstance(loop.body, tirx.SeqStmt) else [loop.body]
+    # TVM's common-subexpression pass binds parts of the indices first: they are inlined.
+    bindings: list[tuple[Any, Any]] = []
+    while statements and isinstance(statements[0], tirx.Bind):
+        bindings.append((statements[0].var, _inlined(statements[0].value, bindings)))
+        statements.pop(0)
+    stride = len(statements)
+    if stride < 2 or not all(isinstance(store, tirx.BufferStore) and isinstance(store.value, TensorLoad)
+                             and len(store.indices) == 1 and len(store.value.indices) == 1
+                             and "x" not in str(store.value.ty) for store in statements):  # scalars only
+        return None
+    source, target = statements[0].value.source, statements[0].buffer
+    if source.same_as(target) or not all(store.value.source.same_as(source) and store.buffer.same_as(target)
+                                         for store in statements):
+        return None
+    analyzer = Analyzer()
+    input_base, output_bases = None, []
+    for phase, store in enumerate(statements):
+        read = _linear(_inlined(store.value.indices[0], bindings), loop.loop_var)
+        write = _linear(_inlined(store.indices[0], bindings), loop.loop_var)
+        if read is None or write is None or _as_int(read[0]) != stride or _as_int(write[0]) != 1:
+            return None
+        input_base = read[1] if input_base is None else input_base
+        if _as_int(analyzer.simplify(read[1] - input_base)) != phase:
+            return None
+        output_bases.append(write[1])
+    for first, base in enumerate(output_bases):
+        for other in output_bases[first + 1:]:
+            distance = _as_int(analyzer.simplify(other - base))
+            if distance is None or abs(distance) < extent:
+                return None
+    return StridedCopy(source, target, input_base, tuple(output_bases), stride, extent, str(statements[0].value.ty))
+
+
+def _inlined(expr: Any, bindings: list[tuple[Any, Any]]) -> Any:
+    """`expr` with the variables of `bindings` (``(var, value)`` pairs) replaced by their values."""
+    import tvm_ffi
+    from tvm import tirx
+
+    def value_of(var):
+        return next((value for bound, value in bindings if bound.same_as(var)), var)
+
+    return tvm_ffi.structural_map(expr, [(tirx.Var, value_of)]) if bindings else expr
+
+
+def _shuffled(loop: Any) -> Any:
+    """`loop` as vector loads and shuffles when it is a :class:`StridedCopy`, else `loop`."""
+    from tvm import tirx
+
+    copy = strided_copy(loop)
+    if copy is None:
+        return loop
+    index_dtype = str(loop.extent.ty)
+
+    def chunk(first: Any, lanes: int) -> Any:
+        """The statements for output lanes first .. first + lanes - 1."""
+        vector = tirx.Var("deinterleaved", f"{copy.dtype}x{copy.stride * lanes}")
+        load = tirx.BufferLoad(copy.source, [tirx.Ramp(copy.input_base + first * copy.stride, 1, copy.stride * lanes)])
+        stores = [tirx.BufferStore(copy.target,
+                                   tirx.Shuffle([vector], [phase + copy.stride * lane for lane in range(lanes)]),
+                                   [tirx.Ramp(base + first, 1, lanes)])
+                  for phase, base in enumerate(copy.output_bases)]
+        return tirx.SeqStmt([tirx.Bind(vector, load), *stores])
+
+    whole, rest = divmod(copy.extent, CHUNK_LANES)
+    parts = []
+    if whole == 1:
+        parts.append(chunk(tirx.const(0, index_dtype), CHUNK_LANES))
+    elif whole > 1:
+        index = tirx.Var(f"{loop.loop_var.name}_chunk", index_dtype)
+        parts.append(tirx.For(index, tirx.const(0, index_dtype), tirx.const(whole, index_dtype), tirx.ForKind.SERIAL,
+                              chunk(index * CHUNK_LANES, CHUNK_LANES)))
+    if rest:
+        parts.append(chunk(tirx.const(whole * CHUNK_LANES, index_dtype), rest))
+    return tirx.SeqStmt(parts) if len(parts) > 1 else parts[0]
+
+
+def deinterleave_copies():
+    """The TIR pass (on lowered PrimFuncs) that rewrites strided copy loops (module docstring)."""
+    import tvm
+    import tvm_ffi
+    from tvm import tirx
+
+    def rewrite(func, _mod, _ctx):
+        body = tvm_ffi.structural_map(func.body, [(tirx.For, _shuffled)])
+        return func if body.same_as(func.body) else func.with_body(body)
+
+    return tvm.tirx.transform.prim_func_pass(rewrite, opt_level=0, name="dwc.DeinterleaveCopies")
+
+
+def cpu_pipeline():
+    """TVM's default TIR pipeline followed by :func:`deinterleave_copies`, as a TIR pipeline factory
+    (``(pipeline, finalize_host_passes, finalize_device_passes)``)."""
+    import tvm
+    from tvm.tirx import get_tir_pipeline
+
+    pipeline, finalize_host, finalize_device = get_tir_pipeline("default")
+    return tvm.transform.Sequential([pipeline, deinterleave_copies()], name="dwc.CpuPipeline"), finalize_host, finalize_device
+
+
+def register_cpu_pipeline() -> str:
+    """Register :func:`cpu_pipeline` with TVM (idempotent); its name, for ``tvm.compile``'s ``tir_pipeline``."""
+    from tvm.tirx import register_tir_pipeline
+
+    register_tir_pipeline(PIPELINE_NAME, cpu_pipeline)
+    return PIPELINE_NAME
