@@ -6,9 +6,9 @@ For a cached spec, a call of ``dwc_compiler.depthwise_conv2d`` does Python work 
 compiled function: finding the kernel, checking the arrays, handing out an output. This times,
 on the same arrays, in interleaved rounds (each block warmed up first):
 - ``compiled``: the compiled function the call runs, alone (``main(input, filter, out)``, or the
-  kernel's variant for an input off a vector boundary, as on 7x7x960: NumPy places it 16 bytes
-  past one; TVM's FFI takes the arrays through DLPack, and that conversion counts as the
-  function's, since every caller pays it);
+  kernel's variant for an input off a vector boundary where the layer has one; TVM's FFI takes
+  the arrays through DLPack, and that conversion counts as the function's, since every caller
+  pays it);
 - ``kernel``: ``Kernel.call`` (the plain-function form of calling a Kernel: checks, output buffer);
 - ``kernel-out``: ``Kernel.call(..., out=)`` into the compiled function's own output array: the
   Python alone. The other calls write the kernel's output buffers, which lie elsewhere in

@@ -26,7 +26,7 @@ from ..ops.channel_blocks import ChannelBlocks
 from ..ops.depthwise import DepthwiseSpec
 from ..ops.primfunc import accumulator_dtype, prim_func
 from .base import as_schedule
-from .cpu import L2_BYTES, CpuTiling, apply_cpu_rule, plan_tiling, schedule_nhwc, tiling_of
+from .cpu import L2_BYTES, CpuTiling, apply_cpu_rule, channel_blocks_outer, plan_tiling, schedule_nhwc, tiling_of
 from .cpu_separable import apply_separable_rule
 
 NAME = "hand:x86"
@@ -54,6 +54,17 @@ def default_tiling(spec: DepthwiseSpec, target) -> CpuTiling:
 # of several rows at row stride 1, which share input rows, lose: 14x14x384 (2x2) 0.99-1.06,
 # 28x28x192-s1 1.10 and 56x56x144-s1 1.07 (2x4: the split loads cost them 1.04-1.14x only); so
 # does 112x112x96-s2 (1.08: its 4.8 MB input streams from L3 either way).
+#
+# Those figures held the usual kernel's output at the input's offset too, and it is the stores
+# that pay most for a misaligned line. With its output on a line boundary (as the lean call hands
+# it out to kernels without variants), the usual kernel on an input 16-48 bytes past one took
+# 0.84-0.97x its time on an aligned input on 28x28x192-s1, 1.04-1.06x on 56x56x144-s1, 1.18x on
+# 14x14x384-s1 and 1.11-1.22x on 7x7x960; with its output at the input's offset 1.16-2.03x. A
+# variant, which keeps row tiles in parallel, then loses where the usual kernel runs channel
+# blocks in parallel: on 7x7x960 it took 1.08-1.15x (1 thread) and 1.23-1.30x (2 threads) the
+# time of the usual kernel with an aligned output. Where row tiles run in parallel anyway
+# (stride 2) it still wins: 14x14x576-s2 0.73x, 28x28x192-s2 0.80x. (1 thread unless said, 7-15
+# interleaved rounds of the compiled functions alone; quick checks, not committed runs.)
 
 # Blocks a variant computes per pixel against the C / L of main (one more, rounded up to whole
 # register tiles): beyond this, the extra blocks cost more than the aligned loads gain.
@@ -78,9 +89,9 @@ def aligned_variants(spec: Any, target: Any, main: Any) -> dict[int, tuple[Chann
     a build makes them when they are first needed); None (not mine) unless `target` is of the
     x86 family.
 
-    Empty where they do not pay (tiles of several rows at row stride 1, and the limits beside
-    ``MIN_LOADS_PER_OUTPUT``), and for NCHW, a channel multiplier, or channels that are no whole
-    number of vectors (the pixels' offsets then differ)."""
+    Empty where they do not pay (tiles of several rows at row stride 1, kernels that run channel
+    blocks in parallel, and the limits beside ``MIN_LOADS_PER_OUTPUT``), and for NCHW, a channel
+    multiplier, or channels that are no whole number of vectors (the pixels' offsets then differ)."""
     if target.family != "x86":
         return None
     if not isinstance(spec, DepthwiseSpec) or spec.data_format != "NHWC" or spec.multiplier != 1:
@@ -88,7 +99,8 @@ def aligned_variants(spec: Any, target: Any, main: Any) -> dict[int, tuple[Chann
     lanes = target.lanes(accumulator_dtype(spec.dtype))
     vectors, vector_bytes = spec.in_channels // lanes, lanes * spec.itemsize
     tiling = tiling_of(main, spec, default_tiling(spec, target))
-    if (spec.in_channels % lanes or vector_bytes <= ALIGNED_OFFSET_STEP_BYTES
+    if (channel_blocks_outer(spec, default_tiling(spec, target))
+            or spec.in_channels % lanes or vector_bytes <= ALIGNED_OFFSET_STEP_BYTES
             or ChannelBlocks.count_for(vectors, tiling.vectors_per_block) > MAX_ALIGNED_BLOCKS_RATIO * vectors
             or int(np.prod(spec.output_shape)) < MIN_ALIGNED_OUTPUTS
             or int(np.prod(spec.input_shape)) * spec.itemsize > MAX_ALIGNED_INPUT_BYTES

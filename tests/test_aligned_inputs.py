@@ -20,8 +20,9 @@ from dwc_compiler.workloads import MOBILENET_V2
 
 from helpers import skip_unless_this_cpu_runs
 
-# 7x7 outputs, 24 vectors of channels: a layer the x86 rule makes variants for (a 1x7 tile).
-SHAPE, WINDOW = (1, 7, 7, 384), (3, 3, 384, 1)
+# 7x7 outputs at stride 2, 24 vectors of channels: a layer the x86 rule makes variants for (a
+# 1x7 tile, row tiles in parallel).
+SHAPE, WINDOW, STRIDES = (1, 14, 14, 384), (3, 3, 384, 1), 2
 
 
 def _filled(shape, dtype, offset: int, seed: int) -> np.ndarray:
@@ -55,7 +56,7 @@ def test_every_input_offset_matches_the_reference(target, dtype, epilogue):
     weights = _filled(WINDOW, dtype, 0, seed=1)
     bias = _filled((SHAPE[3],), dtype, 0, seed=2) if epilogue else None
     activation = epilogue.get("activation")
-    kernel = dwc.depthwise_kernel(_filled(SHAPE, dtype, 0, 0), weights, 1, "SAME", target=target, bias=bias,
+    kernel = dwc.depthwise_kernel(_filled(SHAPE, dtype, 0, 0), weights, STRIDES, "SAME", target=target, bias=bias,
                                   activation=activation)
     if kernel.target.family != "x86":
         pytest.skip("variants for inputs off a vector boundary exist for x86 vectors (NEON's are 16 bytes)")
@@ -65,7 +66,8 @@ def test_every_input_offset_matches_the_reference(target, dtype, epilogue):
     itemsize = np.dtype(dtype).itemsize
     for offset in sorted({0, itemsize, 16, 32, 48}):
         data = _filled(SHAPE, dtype, offset, seed=offset)
-        result = dwc.depthwise_conv2d(data, weights, 1, "SAME", target=target, bias=bias, activation=activation)
+        result = dwc.depthwise_conv2d(data, weights, STRIDES, "SAME", target=target, bias=bias,
+                                      activation=activation)
         error = max_relative_error(result, kernel.spec.reference(data, weights, *([bias] if epilogue else [])))
         assert error <= TOLERANCES[dtype], f"input {offset} bytes past 64: max relative error {error:.3g}"
         has_variant = offset % entries.vector_bytes in entries.names
@@ -75,9 +77,9 @@ def test_every_input_offset_matches_the_reference(target, dtype, epilogue):
 
 @pytest.mark.parametrize("input_shape, filter_shape, options", [
     ((1, 28, 28, 192), (3, 3, 192, 1), {"strides": 2}),  # the shipped record's tile: 2 vectors, 14 blocks
-    ((1, 7, 7, 384), (3, 3, 384, 1), {"dtype": "float16"}),  # 32-byte vectors of float16: offset 16
-    ((1, 7, 7, 384), (3, 3, 384, 1), {"filter_format": "OIHW"}),
-    ((1, 14, 14, 128), (3, 3, 128, 1), {"filter_format": "GOIHW", "dilations": 2}),
+    ((1, 14, 14, 384), (3, 3, 384, 1), {"dtype": "float16", "strides": 2}),  # 32-byte vectors: offset 16
+    ((1, 14, 14, 384), (3, 3, 384, 1), {"filter_format": "OIHW", "strides": 2}),
+    ((1, 14, 14, 96), (3, 3, 96, 1), {"filter_format": "GOIHW", "dilations": 2}),  # 6 blocks: row tiles
     ((2, 28, 28, 128), (3, 3, 128, 1), {"strides": 2, "bias": True, "activation": "relu"}),
 ], ids=["record-tile", "float16", "OIHW", "GOIHW-dilated", "batch2-s2-relu"])
 def test_variants_of_other_forms_match_the_reference(input_shape, filter_shape, options):
@@ -108,8 +110,9 @@ def test_pytorch_tensors_off_a_vector_boundary():
     skip_unless_this_cpu_runs("x86-avx512")
     weights = _filled(WINDOW, "float32", 0, seed=1)
     data = _filled(SHAPE, "float32", 16, seed=0)
-    expected = dwc.DepthwiseSpec.create(SHAPE, WINDOW, 1, "SAME").reference(data, weights)
-    result = dwc.depthwise_conv2d(torch.from_numpy(data), torch.from_numpy(weights), 1, "SAME", target="x86-avx512")
+    expected = dwc.DepthwiseSpec.create(SHAPE, WINDOW, STRIDES, "SAME").reference(data, weights)
+    result = dwc.depthwise_conv2d(torch.from_numpy(data), torch.from_numpy(weights), STRIDES, "SAME",
+                                  target="x86-avx512")
     assert result.ctypes.data % 64 == 16
     assert max_relative_error(result, expected) <= TOLERANCES["float32"]
 
@@ -118,7 +121,7 @@ def test_out_argument_and_copied_inputs_at_other_offsets():
     skip_unless_this_cpu_runs("x86-avx512")
     weights = _filled(WINDOW, "float32", 0, seed=1)
     data = _filled(SHAPE, "float32", 16, seed=0)
-    kernel = dwc.depthwise_kernel(data, weights, 1, "SAME", target="x86-avx512")
+    kernel = dwc.depthwise_kernel(data, weights, STRIDES, "SAME", target="x86-avx512")
     expected = kernel.spec.reference(data, weights)
     out = dwc.empty_aligned(kernel.spec.output_shape, "float32", 48)
     assert kernel(data, weights, out=out) is out
@@ -134,7 +137,7 @@ def test_exported_kernel_keeps_its_variants(tmp_path):
     skip_unless_this_cpu_runs("x86-avx512")
     weights = _filled(WINDOW, "float32", 0, seed=1)
     data = _filled(SHAPE, "float32", 16, seed=0)
-    library = dwc.depthwise_kernel(data, weights, 1, "SAME", target="x86-avx512").export(tmp_path / "k.so")
+    library = dwc.depthwise_kernel(data, weights, STRIDES, "SAME", target="x86-avx512").export(tmp_path / "k.so")
     manifest = json.loads(library.with_name("k.so.json").read_text())
     assert manifest["aligned_entries"] == {"vector_bytes": 64,
                                            "names": {"16": "main_at16", "32": "main_at32", "48": "main_at48"}}
@@ -160,12 +163,14 @@ def _variants(spec, target_name="x86-avx512"):
     return aligned_variants(spec, target, scheduled(spec, target)[0])
 
 
-# Each differs from a layer with variants (7x7x384, a 1x7 tile) in the one way it names.
+# Each differs from a layer with variants (SHAPE: 14x14x384-s2, a 1x7 tile) in the one way it names.
 @pytest.mark.parametrize("why, spec", [
-    ("NCHW", dwc.DepthwiseSpec.create((1, 384, 7, 7), (3, 3, 384, 1), 1, "SAME", "NCHW")),
-    ("a channel multiplier", dwc.DepthwiseSpec.create((1, 7, 7, 192), (3, 3, 192, 2), 1, "SAME")),
-    ("channels no whole number of vectors", dwc.DepthwiseSpec.create((1, 7, 7, 392), (3, 3, 392, 1), 1, "SAME")),
-    ("too few outputs", dwc.DepthwiseSpec.create((1, 7, 7, 320), (3, 3, 320, 1), 1, "SAME")),
+    ("NCHW", dwc.DepthwiseSpec.create((1, 384, 14, 14), (3, 3, 384, 1), 2, "SAME", "NCHW")),
+    ("a channel multiplier", dwc.DepthwiseSpec.create((1, 14, 14, 192), (3, 3, 192, 2), 2, "SAME")),
+    ("channels no whole number of vectors", dwc.DepthwiseSpec.create((1, 14, 14, 392), (3, 3, 392, 1), 2, "SAME")),
+    ("too few outputs", dwc.DepthwiseSpec.create((1, 14, 14, 320), (3, 3, 320, 1), 2, "SAME")),
+    ("stride 1, where it runs channel blocks in parallel", dwc.DepthwiseSpec.create((1, 7, 7, 384), (3, 3, 384, 1), 1,
+                                                                                    "SAME")),
     ("a 2x4 tile, whose split loads cost less than a block more", MOBILENET_V2["mbv2-28x28x192-s1"]),
     ("a 2x2 tile at stride 1, whose rows share input rows", MOBILENET_V2["mbv2-14x14x384-s1"]),
     ("an input larger than L2", MOBILENET_V2["mbv2-112x112x96-s2"]),
@@ -175,7 +180,7 @@ def test_no_variants_where_they_do_not_pay(why, spec):
 
 
 def test_the_layer_those_differ_from_has_variants():
-    assert sorted(_variants(dwc.DepthwiseSpec.create(SHAPE, WINDOW, 1, "SAME"))) == [16, 32, 48]
+    assert sorted(_variants(dwc.DepthwiseSpec.create(SHAPE, WINDOW, STRIDES, "SAME"))) == [16, 32, 48]
 
 
 def test_variants_only_for_x86_and_with_the_main_kernels_tile():

@@ -218,19 +218,32 @@ def test_nhwc_parallel_loop_runs_channel_blocks_on_small_planes(shape, strides, 
         assert _parallel_extent(schedule) == spec.batch * spec.out_height // tiling.tile_rows
 
 
-def test_kernels_for_inputs_off_a_vector_boundary_run_row_tiles_in_parallel():
-    """The variants for inputs off a vector boundary place their output at the input's offset,
-    so a pixel's channels no longer end on a cache line: their row tiles run in parallel even
-    where ``main`` runs channel blocks (7x7x960), and no thread shares a line with the other."""
+def test_no_kernels_for_inputs_off_a_vector_boundary_where_channel_blocks_run_in_parallel():
+    """7x7x960 runs channel blocks in parallel; a variant would place its output at the input's
+    offset and have to run row tiles in parallel, which costs more than the split loads of the
+    usual kernel (whose output is then aligned): it has none."""
     from dwc_compiler.schedules import aligned_variants
     from dwc_compiler.schedules.x86 import default_tiling
 
     target = resolve_target("x86-avx512")
     spec = dwc.DepthwiseSpec.create((1, 7, 7, 960), (3, 3, 960, 1), 1, "SAME")
     main, _ = apply_rules(prim_func(spec), spec, target)
+    assert _parallel_extent(main) == spec.in_channels // default_tiling(spec, target).block
+    assert aligned_variants(spec, target, main) == {}
+
+
+def test_kernels_for_inputs_off_a_vector_boundary_run_row_tiles_in_parallel():
+    """The variants place their output at the input's offset, so a pixel's channels no longer
+    end on a cache line: they run row tiles in parallel (as their usual kernel does), and no
+    thread shares a line with the other."""
+    from dwc_compiler.schedules import aligned_variants
+    from dwc_compiler.schedules.x86 import default_tiling
+
+    target = resolve_target("x86-avx512")
+    spec = dwc.DepthwiseSpec.create((1, 14, 14, 576), (3, 3, 576, 1), 2, "SAME")
+    main, _ = apply_rules(prim_func(spec), spec, target)
     tiling = default_tiling(spec, target)
-    assert _parallel_extent(main) == spec.in_channels // tiling.block
     variants = aligned_variants(spec, target, main)
     assert sorted(variants) == [16, 32, 48]
-    for _, make in variants.values():
-        assert _parallel_extent(make()) == spec.out_height // tiling.tile_rows
+    for schedule in (main, *(make() for _, make in variants.values())):
+        assert _parallel_extent(schedule) == spec.out_height // tiling.tile_rows
