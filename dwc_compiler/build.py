@@ -60,12 +60,13 @@ def with_aligned_variants(schedule: Any, spec: Any, target: TargetInfo) -> tuple
     (:func:`~dwc_compiler.schedules.aligned_variants`), and their entries (``(None, None)``
     where there are none)."""
     variants = aligned_variants(spec, target, schedule)
-    if not variants:
+    if not variants.by_offset:
         return None, None
-    names = {offset: AlignedEntries.name_for(offset) for offset in variants}
-    (blocks, _), *_ = variants.values()
-    source = AlignedSource(schedule.mod["main"], {names[offset]: make for offset, (_, make) in variants.items()})
-    return source, AlignedEntries(blocks.lanes * spec.itemsize, names)
+    names = {offset: AlignedEntries.name_for(offset) for offset in variants.by_offset}
+    (blocks, _), *_ = variants.by_offset.values()
+    source = AlignedSource(schedule.mod["main"],
+                           {names[offset]: make for offset, (_, make) in variants.by_offset.items()})
+    return source, AlignedEntries(blocks.lanes * spec.itemsize, names, variants.single_thread)
 
 
 class AlignedSource:

@@ -60,6 +60,12 @@ def get_num_threads() -> int:
     return _current_threads or max_threads()
 
 
+def single_threaded() -> bool:
+    """Whether dwc's CPU kernels run on one thread (cheap: the lean call asks on every call of a
+    kernel whose functions for inputs off a vector boundary are for one thread only)."""
+    return _current_threads == 1 if _current_threads is not None else max_threads() == 1
+
+
 @contextlib.contextmanager
 def num_threads(threads: int) -> Iterator[None]:
     """Within the block, run dwc's CPU kernels on `threads` threads."""

@@ -30,13 +30,14 @@ def apply_rules(func: Any, spec: Any, target: Any, tunable: bool = False, hand_d
     raise BuildError(f"target {target.name}: no schedule rule for {spec.describe()} (family {target.family})")
 
 
-def aligned_variants(spec: Any, target: Any, main: Any) -> dict[int, tuple[Any, Any]]:
+def aligned_variants(spec: Any, target: Any, main: Any) -> Any:
     """The kernels of `spec` for inputs off a vector boundary on `target`, given the schedule of
-    ``main``: ``{offset in bytes: (channel blocks, make)}``, ``make()`` returning the schedule
-    (see ``x86.aligned_variants``), from the first rule that has them; empty where none does."""
+    ``main`` (an ``x86.AlignedVariants``: ``by_offset``, ``{offset in bytes: (channel blocks,
+    make)}``, and whether they are for one thread only), from the first rule that has them;
+    without any where none does."""
     for rule in RULES:
         variants = getattr(rule, "aligned_variants", None)
         found = variants(spec, target, main) if variants is not None else None
         if found is not None:
             return found
-    return {}
+    return x86.AlignedVariants({})

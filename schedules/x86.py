@@ -12,11 +12,13 @@ never better. NCHW vectorizes along output columns instead, with up to 8 rows pe
 tile is then the whole plane; 1 thread, Emerald Rapids, 21 paired rounds). For NHWC inputs off a
 vector boundary (NumPy's arrays), ``aligned_variants`` adds kernels whose channel blocks start
 at the input's first vector boundary, with the register tile of the kernel for aligned inputs,
-where the split loads cost more than the block of extra work they take.
+where the split loads cost more than the block of extra work they take (for kernels that run
+channel blocks in parallel, on one thread only).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, Callable
 
@@ -55,16 +57,18 @@ def default_tiling(spec: DepthwiseSpec, target) -> CpuTiling:
 # 28x28x192-s1 1.10 and 56x56x144-s1 1.07 (2x4: the split loads cost them 1.04-1.14x only); so
 # does 112x112x96-s2 (1.08: its 4.8 MB input streams from L3 either way).
 #
-# Those figures held the usual kernel's output at the input's offset too, and it is the stores
-# that pay most for a misaligned line. With its output on a line boundary (as the lean call hands
-# it out to kernels without variants), the usual kernel on an input 16-48 bytes past one took
-# 0.84-0.97x its time on an aligned input on 28x28x192-s1, 1.04-1.06x on 56x56x144-s1, 1.18x on
-# 14x14x384-s1 and 1.11-1.22x on 7x7x960; with its output at the input's offset 1.16-2.03x. A
-# variant, which keeps row tiles in parallel, then loses where the usual kernel runs channel
-# blocks in parallel: on 7x7x960 it took 1.08-1.15x (1 thread) and 1.23-1.30x (2 threads) the
-# time of the usual kernel with an aligned output. Where row tiles run in parallel anyway
-# (stride 2) it still wins: 14x14x576-s2 0.73x, 28x28x192-s2 0.80x. (1 thread unless said, 7-15
-# interleaved rounds of the compiled functions alone; quick checks, not committed runs.)
+# Those figures held the usual kernel's output at the input's offset too; the stores pay most
+# for a misaligned line, and the lean call hands kernels without variants an aligned output. A
+# variant with row tiles in parallel then lost where the usual kernel runs channel blocks in
+# parallel (7x7x960: 1.08-1.15x the time of the usual kernel with an aligned output, quick
+# checks). Variants of such kernels run channel blocks in parallel too, for one thread only: at
+# 2 threads they took 1.58-1.86x the aligned input's time on 14x14x384-s1, 14x14x576-s1 and
+# 7x7x960 (the usual kernel 1.13-1.24x; a quick check, 11 rounds, inputs at 8 places each), two
+# threads writing the lines of the output at the input's offset that hold two pixels. Measured
+# in benchmarks/results/alignment-placements-20261201-1721.md (1 thread, 11 rounds, each
+# offset's inputs at 8 places in a page; time over the aligned inputs', with / without the
+# variants): 14x14x384-s1 1.07-1.09 / 1.15-1.18, 14x14x576-s1 1.01-1.08 / 1.22-1.25, 7x7x960
+# 1.01-1.04 / 1.11-1.13, 14x14x576-s2 1.02-1.10 / 1.30-1.34, 28x28x192-s2 1.17-1.23 / 1.35-1.38.
 
 # Blocks a variant computes per pixel against the C / L of main (one more, rounded up to whole
 # register tiles): beyond this, the extra blocks cost more than the aligned loads gain.
@@ -81,42 +85,60 @@ MIN_ALIGNED_OUTPUTS = 16 << 10
 ALIGNED_OFFSET_STEP_BYTES = 16
 
 
-def aligned_variants(spec: Any, target: Any, main: Any) -> dict[int, tuple[ChannelBlocks, Callable[[], Any]]] | None:
+@dataclasses.dataclass(frozen=True)
+class AlignedVariants:
+    """The kernels for NHWC inputs off a vector boundary.
+
+    Attributes:
+        by_offset: ``{offset in bytes past a vector boundary: (blocks, make)}``, ``make()``
+            returning the variant's schedule; empty where there are none.
+        single_thread: the variants run channel blocks in parallel, as their ``main`` does, and
+            are for calls on one thread only: with the output at the input's offset, two
+            threads would share a cache line of every pixel.
+    """
+
+    by_offset: dict[int, tuple[ChannelBlocks, Callable[[], Any]]]
+    single_thread: bool = False
+
+
+def aligned_variants(spec: Any, target: Any, main: Any) -> AlignedVariants | None:
     """The kernels for NHWC inputs off a vector boundary, by the input's offset in bytes past
     one (the vector being ``lanes * itemsize`` bytes): each the PrimFunc over its channel blocks
     with the register tile of `main` (the schedule of ``main``, a tuning record's or the hand
-    one), as ``(blocks, make)``, ``make()`` returning its schedule (making one costs ~0.1 s, so
-    a build makes them when they are first needed); None (not mine) unless `target` is of the
-    x86 family.
+    one), made when first needed (making one costs ~0.1 s); None (not mine) unless `target` is
+    of the x86 family.
 
-    Empty where they do not pay (tiles of several rows at row stride 1, kernels that run channel
-    blocks in parallel, and the limits beside ``MIN_LOADS_PER_OUTPUT``), and for NCHW, a channel
-    multiplier, or channels that are no whole number of vectors (the pixels' offsets then differ)."""
+    Where ``main`` runs row tiles in parallel, so do they, for any number of threads; where it
+    runs channel blocks in parallel (small planes at stride 1), so do they, for one thread only
+    (:class:`AlignedVariants`). None where they do not pay (tiles of several rows at row stride 1
+    under row tiles in parallel, and the limits beside ``MIN_LOADS_PER_OUTPUT``), and for NCHW,
+    a channel multiplier, or channels that are no whole number of vectors (the pixels' offsets
+    then differ)."""
     if target.family != "x86":
         return None
     if not isinstance(spec, DepthwiseSpec) or spec.data_format != "NHWC" or spec.multiplier != 1:
-        return {}
+        return AlignedVariants({})
     lanes = target.lanes(accumulator_dtype(spec.dtype))
     vectors, vector_bytes = spec.in_channels // lanes, lanes * spec.itemsize
     tiling = tiling_of(main, spec, default_tiling(spec, target))
-    if (channel_blocks_outer(spec, default_tiling(spec, target))
-            or spec.in_channels % lanes or vector_bytes <= ALIGNED_OFFSET_STEP_BYTES
+    channels_outer = channel_blocks_outer(spec, default_tiling(spec, target))
+    if (spec.in_channels % lanes or vector_bytes <= ALIGNED_OFFSET_STEP_BYTES
             or ChannelBlocks.count_for(vectors, tiling.vectors_per_block) > MAX_ALIGNED_BLOCKS_RATIO * vectors
             or int(np.prod(spec.output_shape)) < MIN_ALIGNED_OUTPUTS
             or int(np.prod(spec.input_shape)) * spec.itemsize > MAX_ALIGNED_INPUT_BYTES
             or _loads_per_output(spec, tiling) < MIN_LOADS_PER_OUTPUT
-            or (tiling.tile_rows > 1 and spec.strides[0] == 1)):
-        return {}
+            or (not channels_outer and tiling.tile_rows > 1 and spec.strides[0] == 1)):
+        return AlignedVariants({})
     variants = {}
     for offset in range(ALIGNED_OFFSET_STEP_BYTES, vector_bytes, ALIGNED_OFFSET_STEP_BYTES):
         blocks = ChannelBlocks.for_tile(lanes, offset // spec.itemsize, spec.in_channels, tiling.vectors_per_block)
-        variants[offset] = (blocks, functools.partial(_schedule_variant, spec, blocks, tiling))
-    return variants
+        variants[offset] = (blocks, functools.partial(_schedule_variant, spec, blocks, tiling, channels_outer))
+    return AlignedVariants(variants, single_thread=channels_outer)
 
 
-def _schedule_variant(spec: DepthwiseSpec, blocks: ChannelBlocks, tiling: CpuTiling):
-    # Row tiles in parallel: the output at the input's offset splits lines between pixels.
-    return schedule_nhwc(as_schedule(prim_func(spec, blocks)), spec, tiling, rows_outer=True)
+def _schedule_variant(spec: DepthwiseSpec, blocks: ChannelBlocks, tiling: CpuTiling, channels_outer: bool):
+    # With row tiles in parallel no two threads write one line of the output at the input's offset.
+    return schedule_nhwc(as_schedule(prim_func(spec, blocks)), spec, tiling, rows_outer=not channels_outer)
 
 
 def _loads_per_output(spec: DepthwiseSpec, tiling: CpuTiling) -> float:

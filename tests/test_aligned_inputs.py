@@ -146,6 +146,11 @@ def test_exported_kernel_keeps_its_variants(tmp_path):
     result = loaded(data, weights)
     assert result.ctypes.data % 64 == 16
     assert max_relative_error(result, loaded.spec.reference(data, weights)) <= TOLERANCES["float32"]
+    # Variants for one thread only say so in the manifest, and keep to one thread once loaded.
+    single = MOBILENET_V2["mbv2-14x14x384-s1"]
+    exported = dwc.build(single, "x86-avx512").export(tmp_path / "single.so")
+    assert json.loads(exported.with_name("single.so.json").read_text())["aligned_entries"]["single_thread"] is True
+    assert dwc.load(exported).loaded.aligned_entries.single_thread
     # A module whose manifest has no variants (an older dwc's) runs main for every input.
     del manifest["aligned_entries"]
     library.with_name("k.so.json").write_text(json.dumps(manifest))
@@ -160,7 +165,7 @@ def test_exported_kernel_keeps_its_variants(tmp_path):
 
 def _variants(spec, target_name="x86-avx512"):
     target = resolve_target(target_name)
-    return aligned_variants(spec, target, scheduled(spec, target)[0])
+    return aligned_variants(spec, target, scheduled(spec, target)[0]).by_offset
 
 
 # Each differs from a layer with variants (SHAPE: 14x14x384-s2, a 1x7 tile) in the one way it names.
@@ -169,14 +174,36 @@ def _variants(spec, target_name="x86-avx512"):
     ("a channel multiplier", dwc.DepthwiseSpec.create((1, 14, 14, 192), (3, 3, 192, 2), 2, "SAME")),
     ("channels no whole number of vectors", dwc.DepthwiseSpec.create((1, 14, 14, 392), (3, 3, 392, 1), 2, "SAME")),
     ("too few outputs", dwc.DepthwiseSpec.create((1, 14, 14, 320), (3, 3, 320, 1), 2, "SAME")),
-    ("stride 1, where it runs channel blocks in parallel", dwc.DepthwiseSpec.create((1, 7, 7, 384), (3, 3, 384, 1), 1,
-                                                                                    "SAME")),
     ("a 2x4 tile, whose split loads cost less than a block more", MOBILENET_V2["mbv2-28x28x192-s1"]),
-    ("a 2x2 tile at stride 1, whose rows share input rows", MOBILENET_V2["mbv2-14x14x384-s1"]),
+    ("a 2x2 tile at stride 1 under row tiles in parallel (6 blocks), whose rows share input rows",
+     dwc.DepthwiseSpec.create((1, 14, 14, 96), (3, 3, 96, 1), 1, "SAME")),
     ("an input larger than L2", MOBILENET_V2["mbv2-112x112x96-s2"]),
 ])
 def test_no_variants_where_they_do_not_pay(why, spec):
     assert _variants(spec) == {}, why
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_variants_of_channel_parallel_kernels_run_on_one_thread_only(threads):
+    """14x14x384-s1 runs channel blocks in parallel; its variants (for one thread) run on one
+    thread, writing the output at the input's offset, and ``main`` (an aligned output) on two;
+    both give the reference's result, through the lean call and the checked one."""
+    skip_unless_this_cpu_runs("x86-avx512")
+    dwc.clear_kernel_cache()  # a kernel fresh from its build: no variant compiled yet
+    spec = MOBILENET_V2["mbv2-14x14x384-s1"]
+    weights = _filled(spec.filter_shape, "float32", 0, seed=1)
+    kernel = dwc.depthwise_kernel(_filled(spec.input_shape, "float32", 0, 0), weights, 1, "SAME",
+                                  target="x86-avx512")
+    assert kernel.loaded.aligned_entries is not None and kernel.loaded.aligned_entries.single_thread
+    with dwc.num_threads(threads):
+        for offset in (16, 32, 48):
+            data = _filled(spec.input_shape, "float32", offset, seed=offset)
+            read_only = data.copy()
+            read_only.flags.writeable = False  # DLPack refuses it: the checked path copies it
+            for result in (kernel(data, weights), kernel(read_only, weights)):
+                assert max_relative_error(result, spec.reference(data, weights)) <= TOLERANCES["float32"]
+            assert kernel(data, weights).ctypes.data % 64 == (offset if threads == 1 else 0)
+    assert set(kernel.loaded.aligned_invokes) == ({16, 32, 48} if threads == 1 else set())
 
 
 def test_the_layer_those_differ_from_has_variants():

@@ -218,18 +218,22 @@ def test_nhwc_parallel_loop_runs_channel_blocks_on_small_planes(shape, strides, 
         assert _parallel_extent(schedule) == spec.batch * spec.out_height // tiling.tile_rows
 
 
-def test_no_kernels_for_inputs_off_a_vector_boundary_where_channel_blocks_run_in_parallel():
-    """7x7x960 runs channel blocks in parallel; a variant would place its output at the input's
-    offset and have to run row tiles in parallel, which costs more than the split loads of the
-    usual kernel (whose output is then aligned): it has none."""
+def test_kernels_for_inputs_off_a_vector_boundary_of_channel_parallel_kernels_are_for_one_thread():
+    """7x7x960 runs channel blocks in parallel, and so do its variants: with their output at the
+    input's offset, two threads would share a cache line of every pixel, so they are marked for
+    calls on one thread only (``main``, with an aligned output, takes calls on more)."""
     from dwc_compiler.schedules import aligned_variants
     from dwc_compiler.schedules.x86 import default_tiling
 
     target = resolve_target("x86-avx512")
     spec = dwc.DepthwiseSpec.create((1, 7, 7, 960), (3, 3, 960, 1), 1, "SAME")
     main, _ = apply_rules(prim_func(spec), spec, target)
-    assert _parallel_extent(main) == spec.in_channels // default_tiling(spec, target).block
-    assert aligned_variants(spec, target, main) == {}
+    blocks = spec.in_channels // default_tiling(spec, target).block
+    assert _parallel_extent(main) == blocks
+    variants = aligned_variants(spec, target, main)
+    assert sorted(variants.by_offset) == [16, 32, 48] and variants.single_thread
+    for _, make in variants.by_offset.values():
+        assert _parallel_extent(make()) == blocks + 1  # one block more per pixel (ops/channel_blocks.py)
 
 
 def test_kernels_for_inputs_off_a_vector_boundary_run_row_tiles_in_parallel():
@@ -244,6 +248,6 @@ def test_kernels_for_inputs_off_a_vector_boundary_run_row_tiles_in_parallel():
     main, _ = apply_rules(prim_func(spec), spec, target)
     tiling = default_tiling(spec, target)
     variants = aligned_variants(spec, target, main)
-    assert sorted(variants) == [16, 32, 48]
-    for schedule in (main, *(make() for _, make in variants.values())):
+    assert sorted(variants.by_offset) == [16, 32, 48] and not variants.single_thread
+    for schedule in (main, *(make() for _, make in variants.by_offset.values())):
         assert _parallel_extent(schedule) == spec.out_height // tiling.tile_rows

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import InvalidArgumentError
 from ..files import atomic_path, sha256_of
+from ..threads import single_threaded
 from .arrays import check_out, empty_aligned, prepare_array, random_arguments
 from .lean_call import MISSING, make_checked_call, make_lean_call
 from .manifest import manifest_for, write_manifest
@@ -60,10 +61,14 @@ class AlignedEntries:
     Attributes:
         vector_bytes: the vector's size; an input's offset is its address modulo this.
         names: function name by offset in bytes (the others take ``main``).
+        single_thread: the functions are for calls on one thread only (``main`` takes the others):
+            they run channel blocks in parallel with their output at the input's offset, where
+            two threads would share a cache line of every pixel.
     """
 
     vector_bytes: int
     names: dict[int, str]
+    single_thread: bool = False
 
     @staticmethod
     def name_for(offset: int) -> str:
@@ -72,14 +77,16 @@ class AlignedEntries:
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest's form."""
-        return {"vector_bytes": self.vector_bytes, "names": {str(offset): name for offset, name in self.names.items()}}
+        form = {"vector_bytes": self.vector_bytes, "names": {str(offset): name for offset, name in self.names.items()}}
+        return {**form, "single_thread": True} if self.single_thread else form
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "AlignedEntries | None":
         """The manifest's form read back (None for a manifest without: a module with ``main`` only)."""
         if not data:
             return None
-        return cls(int(data["vector_bytes"]), {int(offset): str(name) for offset, name in data["names"].items()})
+        return cls(int(data["vector_bytes"]), {int(offset): str(name) for offset, name in data["names"].items()},
+                   bool(data.get("single_thread", False)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,7 +198,7 @@ class Kernel:
         if entries is None:
             return make_lean_call(names, self._invoke, self._outputs.take, checked)
         return make_lean_call(names, self._invoke, self._outputs.take, checked, self.loaded.aligned_invokes,
-                              entries.names, entries.vector_bytes, self.aligned_function)
+                              entries.names, entries.vector_bytes, self.aligned_function, entries.single_thread)
 
     def _checked_call(self, inputs: tuple, out: Any) -> Any:
         """The call with every argument checked in Python, copied where it must be (`inputs`
@@ -209,7 +216,8 @@ class Kernel:
             return self._invoke(*inputs, out=out)
         arrays = [prepare_array(value, argument) for value, argument in zip(inputs, self._inputs)]
         entries = self.loaded.aligned_entries
-        offset = arrays[0].ctypes.data % entries.vector_bytes if entries is not None else 0
+        usable = entries is not None and (not entries.single_thread or single_threaded())
+        offset = arrays[0].ctypes.data % entries.vector_bytes if usable else 0
         run = self.aligned_function(offset)
         if run is None:
             offset, run = 0, self._invoke

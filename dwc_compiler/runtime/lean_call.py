@@ -8,7 +8,8 @@ the kernel's argument names filled in (as ``dataclasses`` writes its methods), i
 
 - ``main`` for every input;
 - for kernels with functions for inputs off a vector boundary, the one for the input's address
-  modulo the vector's size (``main`` for the others).
+  modulo the vector's size (``main`` for the others; where those functions are for one thread
+  only, ``main`` for every input on more).
 
 Either hands TVM's compiled function the arrays as given, and an output from the kernel's
 :class:`~dwc_compiler.runtime.outputs.OutputBuffers` (at the input's offset, so that its stores
@@ -20,9 +21,12 @@ copied or names what is wrong.
 from __future__ import annotations
 
 import keyword
+import textwrap
 from typing import Any, Callable
 
 import numpy as np
+
+from ..threads import single_threaded
 
 # What TVM's compiled function raises for an argument it refuses (dtype, shape, strides, device:
 # TypeError or ValueError; an array DLPack cannot export, read-only or byte-swapped: BufferError;
@@ -71,6 +75,13 @@ _BY_OFFSET = """\
             run, offset = invoke, 0
 """
 
+# Functions for one thread only: on more, main (and an aligned output) for every input.
+_BY_OFFSET_ON_ONE_THREAD = """\
+        if not single_threaded():
+            run, offset, first = invoke, 0, {name}
+        else:
+"""
+
 # Every call is checked (kernels whose invoke does not check its arguments itself).
 _CHECKED_TEMPLATE = """
 def call({parameters}, *extra, out=None):
@@ -82,7 +93,7 @@ def call({parameters}, *extra, out=None):
 _RESERVED = frozenset({
     "call", "extra", "out", "MISSING", "REFUSALS", "ADDRESS_REFUSALS", "invoke", "take", "checked", "ndarray",
     "by_offset", "names_by_offset", "vector_bytes", "function_for", "from_dlpack", "run", "offset", "first",
-    "result", "argument"})
+    "result", "argument", "single_threaded"})
 
 
 def _parameters(names: list[str]) -> list[str]:
@@ -109,7 +120,7 @@ def make_checked_call(names: list[str], checked: Callable[[tuple, Any], Any]) ->
 def make_lean_call(names: list[str], invoke: Callable[..., Any], take: Callable[[int], tuple],
                    checked: Callable[[tuple, Any], Any], by_offset: dict[int, Callable[..., Any]] | None = None,
                    names_by_offset: dict[int, str] | None = None, vector_bytes: int = 0,
-                   function_for: Callable[[int], Any] | None = None) -> Callable[..., Any]:
+                   function_for: Callable[[int], Any] | None = None, single_thread: bool = False) -> Callable[..., Any]:
     """The lean call of a kernel whose input arguments are `names` (in order).
 
     Args:
@@ -123,10 +134,13 @@ def make_lean_call(names: list[str], invoke: Callable[..., Any], take: Callable[
         names_by_offset: the offsets that have a function (the keys it will have).
         vector_bytes: the vector's size, the modulus of the input's address.
         function_for: compiles (or finds) the function for an offset on its first use.
+        single_thread: those functions are for calls on one thread only.
     """
     parameters = _parameters(names)
     joined = ", ".join(parameters)
     pick = (_MAIN if by_offset is None else _BY_OFFSET).format(name=parameters[0], names=joined)
+    if by_offset is not None and single_thread:
+        pick = _BY_OFFSET_ON_ONE_THREAD.format(name=parameters[0]) + textwrap.indent(pick, "    ")
     source = _TEMPLATE.format(parameters=", ".join(f"{name}=MISSING" for name in parameters), last=parameters[-1],
                               pick=pick.rstrip("\n"), rest="".join(f", {name}" for name in parameters[1:]),
                               names=joined)
@@ -134,7 +148,7 @@ def make_lean_call(names: list[str], invoke: Callable[..., Any], take: Callable[
         "MISSING": MISSING, "REFUSALS": REFUSALS, "ADDRESS_REFUSALS": (*REFUSALS, AttributeError),
         "invoke": invoke, "take": take, "checked": checked, "ndarray": np.ndarray,
         "by_offset": by_offset, "names_by_offset": names_by_offset, "vector_bytes": vector_bytes,
-        "function_for": function_for}
+        "function_for": function_for, "single_threaded": single_threaded}
     if by_offset is not None:
         import tvm_ffi
 
