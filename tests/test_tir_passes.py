@@ -85,3 +85,28 @@ def test_nchw_stride2_kernel_copies_with_shuffles():
     spec = dwc.DepthwiseSpec.create((1, 576, 14, 14), (3, 3, 576, 1), [2, 2], "SAME", "NCHW")
     ir = dwc.build(spec, "x86-avx512", use_records=False).inspect_source("ll")
     assert "shufflevector <14 x float>" in ir
+
+
+# NCHW at column stride 2: rows of 7 and 14 pairs (one chunk and its rest), 20 (a chunk of 16 and
+# 4 more), an odd width (a pair half in the padding), and a channel multiplier.
+STRIDED_NCHW = [
+    ((1, 16, 14, 14), (3, 3, 16, 1), 2, "SAME", "float32"),
+    ((1, 8, 28, 28), (3, 3, 8, 1), 2, "SAME", "float32"),
+    ((1, 4, 9, 40), (3, 3, 4, 1), 2, "VALID", "float32"),
+    ((2, 6, 11, 15), (3, 3, 6, 2), (1, 2), "SAME", "float32"),
+    ((1, 16, 14, 14), (3, 3, 16, 1), 2, "SAME", "float64"),
+    ((1, 16, 14, 14), (3, 3, 16, 1), 2, "SAME", "float16"),
+]
+
+
+@pytest.mark.parametrize("target", ["host", "x86-avx2", "aarch64-neon"])
+@pytest.mark.parametrize("case", STRIDED_NCHW, ids=[f"{c[0]}-s{c[2]}-{c[4]}" for c in STRIDED_NCHW])
+def test_nchw_kernels_with_strided_copies_match_the_reference(case, target):
+    """The stride-2 NCHW kernels, whose plane copy the pass rewrites, against the float64
+    reference on every CPU target (aarch64 under qemu)."""
+    from helpers import check_against_reference, skip_unless_this_cpu_runs
+
+    input_shape, filter_shape, strides, padding, dtype = case
+    if target != "aarch64-neon":  # which runs under qemu-user
+        skip_unless_this_cpu_runs(target)
+    check_against_reference(input_shape, filter_shape, strides, padding, "NCHW", dtype=dtype, target=target)
