@@ -14,8 +14,11 @@ code generator makes lane by lane), and LLVM's loop vectorizer, which gets it as
 makes short rows (7 or 14 pairs) into masked 4-lane pieces and scalar moves: 70-74% of the
 stride-2 NCHW kernels' time went to the copy (perf, 1 thread, Emerald Rapids: 14x14x576-s2,
 28x28x192-s2, 56x56x144-s2). :func:`deinterleave_copies` rewrites such loops as whole-vector
-loads of the contiguous input and one shuffle per phase (``vpermt2ps`` on AVX-512, ``uzp`` on
-NEON), a loop over chunks of :data:`CHUNK_LANES` output lanes.
+loads of the contiguous input and one shuffle per phase (``vpermps``/``vpermt2ps`` on x86,
+``uzp1``/``uzp2`` on NEON), a loop over chunks of :data:`CHUNK_LANES` output lanes. On AVX-512
+the last, shorter chunk loads and stores whole vectors under a k-mask, where an odd width
+(7 lanes) would be split into three pieces (a row of 14x14x576-s2: one masked load, two
+permutes and two masked stores). Measured in ``benchmarks/results/strided-copy-*.md``.
 """
 
 from __future__ import annotations
@@ -111,9 +114,23 @@ def _inlined(expr: Any, bindings: list[tuple[Any, Any]]) -> Any:
     return tvm_ffi.structural_map(expr, [(tirx.Var, value_of)]) if bindings else expr
 
 
-def _shuffled(loop: Any) -> Any:
-    """`loop` as vector loads and shuffles when it is a :class:`StridedCopy`, else `loop`."""
+def _lanes_mask(lanes: int, used: int) -> Any:
+    """A boolean vector of `lanes` lanes, true for the first `used`."""
     from tvm import tirx
+
+    return tirx.Ramp(tirx.const(0, "int32"), 1, lanes) < tirx.Broadcast(tirx.const(used, "int32"), lanes)
+
+
+def _power_of_two_at_least(count: int) -> int:
+    return 1 << (count - 1).bit_length()
+
+
+def _shuffled(loop: Any, masked: bool) -> Any:
+    """`loop` as vector loads and shuffles when it is a :class:`StridedCopy`, else `loop`; with
+    `masked`, the last chunk's load and stores are k-masked whole vectors (AVX-512) rather than
+    odd-width vectors, which LLVM splits into several pieces each."""
+    from tvm import tirx
+    from tvm.tirx.op import masked_load, masked_store
 
     copy = strided_copy(loop)
     if copy is None:
@@ -122,12 +139,20 @@ def _shuffled(loop: Any) -> Any:
 
     def chunk(first: Any, lanes: int) -> Any:
         """The statements for output lanes first .. first + lanes - 1."""
-        vector = tirx.Var("deinterleaved", f"{copy.dtype}x{copy.stride * lanes}")
-        load = tirx.BufferLoad(copy.source, [tirx.Ramp(copy.input_base + first * copy.stride, 1, copy.stride * lanes)])
-        stores = [tirx.BufferStore(copy.target,
-                                   tirx.Shuffle([vector], [phase + copy.stride * lane for lane in range(lanes)]),
-                                   [tirx.Ramp(base + first, 1, lanes)])
-                  for phase, base in enumerate(copy.output_bases)]
+        read = copy.stride * lanes
+        read_lanes, write_lanes = ((_power_of_two_at_least(read), _power_of_two_at_least(lanes))
+                                   if masked and lanes < CHUNK_LANES else (read, lanes))
+        vector = tirx.Var("deinterleaved", f"{copy.dtype}x{read_lanes}")
+        start = copy.input_base + first * copy.stride
+        load = (tirx.BufferLoad(copy.source, [tirx.Ramp(start, 1, read)]) if read_lanes == read else
+                masked_load(f"{copy.dtype}x{read_lanes}", copy.source, tirx.Ramp(start, 1, read_lanes),
+                            _lanes_mask(read_lanes, read)))
+        stores = []
+        for phase, base in enumerate(copy.output_bases):
+            picked = tirx.Shuffle([vector], [phase + copy.stride * min(lane, lanes - 1) for lane in range(write_lanes)])
+            where = tirx.Ramp(base + first, 1, write_lanes)
+            stores.append(tirx.BufferStore(copy.target, picked, [where]) if write_lanes == lanes else
+                          tirx.Evaluate(masked_store(copy.target, picked, where, _lanes_mask(write_lanes, lanes))))
         return tirx.SeqStmt([tirx.Bind(vector, load), *stores])
 
     whole, rest = divmod(copy.extent, CHUNK_LANES)
@@ -148,9 +173,12 @@ def deinterleave_copies():
     import tvm
     import tvm_ffi
     from tvm import tirx
+    from tvm.target.codegen import target_has_features
 
     def rewrite(func, _mod, _ctx):
-        body = tvm_ffi.structural_map(func.body, [(tirx.For, _shuffled)])
+        target = func.attrs.get("target") if func.attrs is not None else None
+        masked = target is not None and target.kind.name == "llvm" and target_has_features("avx512f", target)
+        body = tvm_ffi.structural_map(func.body, [(tirx.For, lambda loop: _shuffled(loop, masked))])
         return func if body.same_as(func.body) else func.with_body(body)
 
     return tvm.tirx.transform.prim_func_pass(rewrite, opt_level=0, name="dwc.DeinterleaveCopies")

@@ -49,6 +49,13 @@ def test_strided_copy_becomes_shuffles_and_copies_the_same(extent, stride):
     assert _count(rewritten, tirx.For) == (1 if extent >= 2 * CHUNK_LANES else 0)
 
     lib = tvm.compile(mod, target={"kind": "llvm"}, tir_pipeline=register_cpu_pipeline())
+    _check_copy(lib, size, extent, stride)
+
+
+def _check_copy(lib, size: int, extent: int, stride: int) -> None:
+    """`lib`'s main writes what the scalar loop of :func:`_copy_loop` wrote, nothing else."""
+    import tvm
+
     source = np.arange(size, dtype=np.float32)
     target = tvm.runtime.tensor(np.full(size, -1.0, np.float32))
     lib["main"](tvm.runtime.tensor(source), target)
@@ -67,6 +74,21 @@ LEFT_AS_THEY_ARE = {
 }
 
 
+@pytest.mark.parametrize("extent, stride", [(7, 2), (14, 2), (28, 2), (5, 3)])
+def test_masked_last_chunk_on_avx512_copies_the_same(extent, stride):
+    """On AVX-512 the last chunk (fewer than CHUNK_LANES output lanes) loads and stores whole
+    vectors under a mask: the same result, nothing written past the copy."""
+    import tvm
+
+    from helpers import skip_unless_this_cpu_runs
+
+    skip_unless_this_cpu_runs("x86-avx512")
+    mod, size = _copy_loop(extent, stride)
+    lib = tvm.compile(mod, target={"kind": "llvm", "mcpu": "skylake-avx512"}, tir_pipeline=register_cpu_pipeline())
+    assert "llvm.masked.store" in lib.mod.inspect_source("ll")
+    _check_copy(lib, size, extent, stride)
+
+
 @pytest.mark.parametrize("case", LEFT_AS_THEY_ARE)
 def test_other_loops_are_left_as_they_are(case):
     """Loops that are not a contiguous write of a strided read (a strided write, a plain copy, a
@@ -79,12 +101,14 @@ def test_other_loops_are_left_as_they_are(case):
 
 def test_nchw_stride2_kernel_copies_with_shuffles():
     """dwc's NCHW stride-2 kernels are compiled with the pass: the plane copy of 14x14x576-s2
-    reaches LLVM as vector shuffles of whole input vectors."""
+    reaches LLVM as vector shuffles of whole input vectors (on AVX-512, one masked vector)."""
     import dwc_compiler as dwc
 
     spec = dwc.DepthwiseSpec.create((1, 576, 14, 14), (3, 3, 576, 1), [2, 2], "SAME", "NCHW")
     ir = dwc.build(spec, "x86-avx512", use_records=False).inspect_source("ll")
-    assert "shufflevector <14 x float>" in ir
+    assert "llvm.masked.load" in ir and "shufflevector <16 x float>" in ir
+    ir = dwc.build(spec, "x86-avx2", use_records=False).inspect_source("ll")
+    assert "shufflevector <14 x float>" in ir  # without AVX-512's masks: the 14 pairs' vector as it is
 
 
 # NCHW at column stride 2: rows of 7 and 14 pairs (one chunk and its rest), 20 (a chunk of 16 and
