@@ -6,7 +6,7 @@ For each MobileNetV2 depthwise layer, in NHWC (the layer as the model has it) an
 plain and the fused kernel on plain NumPy arrays as NumPy allocates them (not realigned), two ways:
 
 - ``Kernel.call(..., out=)`` of the kernels the API runs (``depthwise_kernel``), both writing one
-  output array: what the epilogue itself costs. Where an output lies moves these layers by up to
+  output array, placed where the call would place it: what the epilogue itself costs. Where an output lies moves these layers by up to
   1.45x (``output_placement.py``), and each kernel keeps output buffers of its own, so calls that
   write their own outputs compare placements as well as kernels;
 - whole ``dwc_compiler.depthwise_conv2d`` calls, each kernel writing its own outputs, as users
@@ -48,7 +48,12 @@ def measure(name, spec, data_format, rounds: int) -> dict:
     fused = {"bias": bias, "activation": "relu6"}
     plain_kernel = dwc.depthwise_kernel(data, weights, strides, "SAME", data_format)
     fused_kernel = dwc.depthwise_kernel(data, weights, strides, "SAME", data_format, **fused)
-    out = plain_kernel(data, weights).copy()  # one output array for both kernels
+    # One output array for both kernels, where the call would place it: at the input's offset
+    # for a kernel with a variant for that offset (on this many threads), else on a boundary.
+    entries = plain_kernel.loaded.aligned_entries
+    variant_runs = entries is not None and (not entries.single_thread or dwc.get_num_threads() == 1)
+    out = dwc.empty_aligned(plain_kernel.spec.output_shape, np.float32,
+                            data.ctypes.data % entries.vector_bytes if variant_runs else 0)
     calls = {
         "plain": lambda: plain_kernel.call(data, weights, out=out),
         "fused": lambda: fused_kernel.call(data, weights, bias, out=out),

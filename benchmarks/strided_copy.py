@@ -25,6 +25,7 @@ from dwc_compiler.workloads import MOBILENET_V2
 RESULTS = Path(__file__).resolve().parent / "results"
 WARMUP_CALLS, TIMED_CALLS = 5, 20
 KINDS = ("nchw", "nchw-tvm-pipeline", "nhwc")
+MAX_RELATIVE_ERROR = 1e-5
 
 
 def _kernel(spec, dwc_pipeline: bool):
@@ -51,14 +52,16 @@ def measure(name, spec, rounds: int) -> dict:
     errors = {}
     for kind, (kernel, data) in kernels.items():
         result = kernel(data, weights)
-        errors[kind] = float(np.max(np.abs((result if kind != "nhwc" else result.transpose(0, 3, 1, 2)) - reference)))
+        errors[kind] = float(np.max(np.abs((result if kind != "nhwc" else result.transpose(0, 3, 1, 2)) - reference))
+                             / np.max(np.abs(reference)))
+        assert errors[kind] <= MAX_RELATIVE_ERROR, f"{name} {kind}: max relative error {errors[kind]:.3g}"
     calls = {kind: (lambda kernel=kernel, data=data: kernel.call(data, weights)) for kind, (kernel, data) in kernels.items()}
     samples = interleaved_rounds(calls, rounds, WARMUP_CALLS, TIMED_CALLS)
     return {"layer": name, "median_us": {kind: statistics.median(values) for kind, values in samples.items()},
             "nchw_over_tvm_pipeline": median_ratio(samples["nchw"], samples["nchw-tvm-pipeline"]),
             "nchw_over_nhwc": median_ratio(samples["nchw"], samples["nhwc"]),
             "tvm_pipeline_over_nhwc": median_ratio(samples["nchw-tvm-pipeline"], samples["nhwc"]),
-            "max_abs_error": errors, "samples_us": samples}
+            "max_relative_error": errors, "samples_us": samples}
 
 
 def main() -> None:

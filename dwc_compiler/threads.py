@@ -9,6 +9,7 @@ sets it to the cores this process may use, before TVM is imported, unless the us
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator
 
@@ -63,7 +64,14 @@ def get_num_threads() -> int:
 def single_threaded() -> bool:
     """Whether dwc's CPU kernels run on one thread (cheap: the lean call asks on every call of a
     kernel whose functions for inputs off a vector boundary are for one thread only)."""
-    return _current_threads == 1 if _current_threads is not None else max_threads() == 1
+    return _current_threads == 1 if _current_threads is not None else _pool_of_one()
+
+
+@functools.cache
+def _pool_of_one() -> bool:
+    # TVM sizes its pool once, when its runtime loads: reading the environment on every call
+    # would cost a few tenths of a microsecond on the lean call's path.
+    return max_threads() == 1
 
 
 @contextlib.contextmanager

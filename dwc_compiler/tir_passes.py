@@ -67,7 +67,8 @@ def strided_copy(loop: Any) -> StridedCopy | None:
     from tvm.sym.analyzer import Analyzer
 
     extent = _as_int(loop.extent)
-    if loop.kind != tirx.ForKind.SERIAL or _as_int(loop.min) != 0 or extent is None or loop.annotations:
+    if (loop.kind != tirx.ForKind.SERIAL or _as_int(loop.min) != 0 or extent is None or extent < 2
+            or loop.annotations):
         return None
     statements = list(loop.body.seq) if isinstance(loop.body, tirx.SeqStmt) else [loop.body]
     # TVM's common-subexpression pass binds parts of the indices first: they are inlined.
@@ -78,7 +79,7 @@ def strided_copy(loop: Any) -> StridedCopy | None:
     stride = len(statements)
     if stride < 2 or not all(isinstance(store, tirx.BufferStore) and isinstance(store.value, TensorLoad)
                              and len(store.indices) == 1 and len(store.value.indices) == 1
-                             and "x" not in str(store.value.ty) for store in statements):  # scalars only
+                             and store.value.ty.dtype.lanes == 1 for store in statements):  # scalars only
         return None
     source, target = statements[0].value.source, statements[0].buffer
     if source.same_as(target) or not all(store.value.source.same_as(source) and store.buffer.same_as(target)
@@ -139,6 +140,10 @@ def _shuffled(loop: Any, masked: bool) -> Any:
 
     def chunk(first: Any, lanes: int) -> Any:
         """The statements for output lanes first .. first + lanes - 1."""
+        if lanes == 1:  # a last pair alone: the scalar statements themselves
+            return tirx.SeqStmt([tirx.BufferStore(copy.target, tirx.BufferLoad(copy.source, [copy.input_base + first
+                                                                                            * copy.stride + phase]),
+                                                  [base + first]) for phase, base in enumerate(copy.output_bases)])
         read = copy.stride * lanes
         read_lanes, write_lanes = ((_power_of_two_at_least(read), _power_of_two_at_least(lanes))
                                    if masked and lanes < CHUNK_LANES else (read, lanes))

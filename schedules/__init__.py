@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import BuildError
 from . import arm, cuda, generic, x86
+from .base import AlignedVariants
 
 RULES = (x86, arm, cuda, generic)
 
@@ -30,14 +31,13 @@ def apply_rules(func: Any, spec: Any, target: Any, tunable: bool = False, hand_d
     raise BuildError(f"target {target.name}: no schedule rule for {spec.describe()} (family {target.family})")
 
 
-def aligned_variants(spec: Any, target: Any, main: Any) -> Any:
+def aligned_variants(spec: Any, target: Any, main: Any) -> AlignedVariants:
     """The kernels of `spec` for inputs off a vector boundary on `target`, given the schedule of
-    ``main`` (an ``x86.AlignedVariants``: ``by_offset``, ``{offset in bytes: (channel blocks,
-    make)}``, and whether they are for one thread only), from the first rule that has them;
-    without any where none does."""
+    ``main`` (``by_offset``, ``{offset in bytes: (channel blocks, make)}``, and whether they are
+    for one thread only), from the first rule that has them; without any where none does."""
     for rule in RULES:
         variants = getattr(rule, "aligned_variants", None)
         found = variants(spec, target, main) if variants is not None else None
         if found is not None:
             return found
-    return x86.AlignedVariants({})
+    return AlignedVariants({})

@@ -10,7 +10,24 @@ hand schedule as a point of the space); without, the hand values.
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class AlignedVariants:
+    """A rule's kernels for NHWC inputs off a vector boundary (``x86.aligned_variants``).
+
+    Attributes:
+        by_offset: ``{offset in bytes past a vector boundary: (channel blocks, make)}``,
+            ``make()`` returning the variant's schedule; empty where there are none.
+        single_thread: the variants run channel blocks in parallel, as their ``main`` does, and
+            are for calls on one thread only: with the output at the input's offset, two
+            threads would share a cache line of every pixel.
+    """
+
+    by_offset: dict[int, tuple[Any, Callable[[], Any]]]
+    single_thread: bool = False
 
 
 def as_schedule(func: Any):

@@ -213,8 +213,10 @@ def channel_blocks_outer(spec: DepthwiseSpec, tiling: CpuTiling) -> bool:
     channels must be whole cache lines of an output on a line boundary: where one line held
     the end of one thread's part and the start of the other's, for every pixel, the line moved
     between the cores at each store (in a quick check, 7x7x960 with its output 16 bytes past a
-    boundary took 2.7x the time at 2 threads). Kernels for inputs off a vector boundary place their output at the
-    input's offset, so they keep row tiles in parallel (``schedule_nhwc``'s `rows_outer`).
+    boundary took 2.7x the time at 2 threads). Kernels for inputs off a vector boundary place their
+    output at the input's offset: they take their ``main``'s order as given (``schedule_nhwc``'s
+    `channels_first`), and those that run channel blocks in parallel serve calls on one thread
+    only (``x86.aligned_variants``).
     """
     line = CACHE_LINE_BYTES
     blocks = spec.in_channels // tiling.block
@@ -225,10 +227,10 @@ def channel_blocks_outer(spec: DepthwiseSpec, tiling: CpuTiling) -> bool:
 
 
 def schedule_nhwc(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearch | None = None,
-                  rows_outer: bool = False):
+                  channels_first: bool | None = None):
     """Row tiles in parallel -> channel blocks -> column tiles, or for small planes channel
     blocks in parallel -> row tiles -> column tiles (:func:`channel_blocks_outer`, unless
-    `rows_outer`); accumulators in registers.
+    `channels_first` says which); accumulators in registers.
 
     With `search`, the register tile (rows, columns, vectors per block) is sampled around `tiling`.
     """
@@ -243,7 +245,8 @@ def schedule_nhwc(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearc
     channel_block, channel_vector = split_tile(sch, channel_vectors, tiling.vectors_per_block, search,
                                                 MAX_SAMPLED_VECTORS)
     col_tile, col_in_tile = split_tile(sch, col, tiling.tile_cols, search, MAX_SAMPLED_COLS)
-    channels_first = not rows_outer and channel_blocks_outer(spec, tiling)
+    if channels_first is None:
+        channels_first = channel_blocks_outer(spec, tiling)
     outer = (channel_block, row_tile) if channels_first else (row_tile, channel_block)
     sch.reorder(batch, *outer, col_tile, row_in_tile, col_in_tile, channel_vector, channel_multiple, channel_lane)
     sch.parallel(sch.fuse(batch, outer[0]))
@@ -358,12 +361,12 @@ def padded_plane(sch, pad, plane, spec: DepthwiseSpec) -> None:
     kernel copies the rows of one row tile) stored once per plane, before its tiles; for a column
     stride s > 1 laid out as [row, column % s, column // s] so that strided windows load
     contiguous vectors. The copy covers the columns the plane's sums reach (TVM shrinks it to
-    them) and is left to LLVM's loop vectorizer, which handles the odd tail and, for stride 2,
-    reads the input as an interleaved pair (one wide load, two shuffles) when the phases are the
-    unrolled innermost loop: 56x56x144-s1 333 vs 490 us for a TVM-vectorized copy (1 thread,
-    znver3). For stride 2 the column pairs inside the input get a loop of their own, free of
-    the padding test: with the test in it, every element was a branch and a scalar copy
-    (56x56x144-s2: ~15k instructions per plane; 0.43x the time without)."""
+    them) and is left to LLVM's loop vectorizer, which handles the odd tail: 56x56x144-s1 333 vs
+    490 us for a TVM-vectorized copy (1 thread, znver3). For stride 2 the column pairs inside the
+    input get a loop of their own, free of the padding test (with the test in it, every element
+    was a branch and a scalar copy: 56x56x144-s2 ~15k instructions per plane; 0.43x the time
+    without), with the phases unrolled inside it: dwc's TIR pass (``dwc_compiler/tir_passes.py``)
+    makes that loop vector loads and one permute per phase."""
     sch.compute_at(pad, plane, preserve_unit_loops=True)
     col_stride = spec.strides[1]
     if col_stride > 1:

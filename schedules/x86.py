@@ -18,7 +18,6 @@ channel blocks in parallel, on one thread only).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import Any, Callable
 
@@ -27,7 +26,7 @@ import numpy as np
 from ..ops.channel_blocks import ChannelBlocks
 from ..ops.depthwise import DepthwiseSpec
 from ..ops.primfunc import accumulator_dtype, prim_func
-from .base import as_schedule
+from .base import AlignedVariants, as_schedule
 from .cpu import L2_BYTES, CpuTiling, apply_cpu_rule, channel_blocks_outer, plan_tiling, schedule_nhwc, tiling_of
 from .cpu_separable import apply_separable_rule
 
@@ -53,7 +52,8 @@ def default_tiling(spec: DepthwiseSpec, target) -> CpuTiling:
 # usual kernel on the same input 16, 32 or 48 bytes past a 64-byte boundary): 7x7x960 0.75-0.84,
 # 14x14x576-s1 0.76-0.93 and -s2 0.73-0.81, 28x28x192-s2 0.82-0.84, 56x56x144-s2 0.83-0.86: all
 # tiles of one row, or at stride 2, loading 3.8 or more input vectors per output vector. Tiles
-# of several rows at row stride 1, which share input rows, lose: 14x14x384 (2x2) 0.99-1.06,
+# of several rows at row stride 1, which share input rows, lose under row tiles in parallel (as
+# the variants all ran then; channel-parallel kernels have theirs since, below): 14x14x384 (2x2) 0.99-1.06,
 # 28x28x192-s1 1.10 and 56x56x144-s1 1.07 (2x4: the split loads cost them 1.04-1.14x only); so
 # does 112x112x96-s2 (1.08: its 4.8 MB input streams from L3 either way).
 #
@@ -85,22 +85,6 @@ MIN_ALIGNED_OUTPUTS = 16 << 10
 ALIGNED_OFFSET_STEP_BYTES = 16
 
 
-@dataclasses.dataclass(frozen=True)
-class AlignedVariants:
-    """The kernels for NHWC inputs off a vector boundary.
-
-    Attributes:
-        by_offset: ``{offset in bytes past a vector boundary: (blocks, make)}``, ``make()``
-            returning the variant's schedule; empty where there are none.
-        single_thread: the variants run channel blocks in parallel, as their ``main`` does, and
-            are for calls on one thread only: with the output at the input's offset, two
-            threads would share a cache line of every pixel.
-    """
-
-    by_offset: dict[int, tuple[ChannelBlocks, Callable[[], Any]]]
-    single_thread: bool = False
-
-
 def aligned_variants(spec: Any, target: Any, main: Any) -> AlignedVariants | None:
     """The kernels for NHWC inputs off a vector boundary, by the input's offset in bytes past
     one (the vector being ``lanes * itemsize`` bytes): each the PrimFunc over its channel blocks
@@ -110,10 +94,10 @@ def aligned_variants(spec: Any, target: Any, main: Any) -> AlignedVariants | Non
 
     Where ``main`` runs row tiles in parallel, so do they, for any number of threads; where it
     runs channel blocks in parallel (small planes at stride 1), so do they, for one thread only
-    (:class:`AlignedVariants`). None where they do not pay (tiles of several rows at row stride 1
-    under row tiles in parallel, and the limits beside ``MIN_LOADS_PER_OUTPUT``), and for NCHW,
-    a channel multiplier, or channels that are no whole number of vectors (the pixels' offsets
-    then differ)."""
+    (:class:`AlignedVariants`). Without any where they do not pay (tiles of several rows at row
+    stride 1 under row tiles in parallel, and the limits beside ``MIN_LOADS_PER_OUTPUT``), and for
+    NCHW, a channel multiplier, or channels that are no whole number of vectors (the pixels'
+    offsets then differ)."""
     if target.family != "x86":
         return None
     if not isinstance(spec, DepthwiseSpec) or spec.data_format != "NHWC" or spec.multiplier != 1:
@@ -137,8 +121,9 @@ def aligned_variants(spec: Any, target: Any, main: Any) -> AlignedVariants | Non
 
 
 def _schedule_variant(spec: DepthwiseSpec, blocks: ChannelBlocks, tiling: CpuTiling, channels_outer: bool):
-    # With row tiles in parallel no two threads write one line of the output at the input's offset.
-    return schedule_nhwc(as_schedule(prim_func(spec, blocks)), spec, tiling, rows_outer=not channels_outer)
+    # The loop order `aligned_variants` decided (and flagged): with row tiles in parallel no two
+    # threads write one line of the output at the input's offset.
+    return schedule_nhwc(as_schedule(prim_func(spec, blocks)), spec, tiling, channels_first=channels_outer)
 
 
 def _loads_per_output(spec: DepthwiseSpec, tiling: CpuTiling) -> float:

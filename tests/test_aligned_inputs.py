@@ -150,7 +150,15 @@ def test_exported_kernel_keeps_its_variants(tmp_path):
     single = MOBILENET_V2["mbv2-14x14x384-s1"]
     exported = dwc.build(single, "x86-avx512").export(tmp_path / "single.so")
     assert json.loads(exported.with_name("single.so.json").read_text())["aligned_entries"]["single_thread"] is True
-    assert dwc.load(exported).loaded.aligned_entries.single_thread
+    reloaded = dwc.load(exported)
+    assert reloaded.loaded.aligned_entries.single_thread
+    single_weights = _filled(single.filter_shape, "float32", 0, seed=1)
+    single_input = _filled(single.input_shape, "float32", 16, seed=0)
+    for threads, output_offset in ((1, 16), (2, 0)):
+        with dwc.num_threads(threads):
+            result = reloaded(single_input, single_weights)
+            assert result.ctypes.data % 64 == output_offset
+            assert max_relative_error(result, single.reference(single_input, single_weights)) <= TOLERANCES["float32"]
     # A module whose manifest has no variants (an older dwc's) runs main for every input.
     del manifest["aligned_entries"]
     library.with_name("k.so.json").write_text(json.dumps(manifest))
@@ -184,26 +192,30 @@ def test_no_variants_where_they_do_not_pay(why, spec):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_variants_of_channel_parallel_kernels_run_on_one_thread_only(threads):
+@pytest.mark.parametrize("dtype, epilogue", [("float32", {}), ("float64", {"bias": True, "activation": "relu6"})],
+                         ids=["float32", "float64-bias-relu6"])
+def test_variants_of_channel_parallel_kernels_run_on_one_thread_only(threads, dtype, epilogue):
     """14x14x384-s1 runs channel blocks in parallel; its variants (for one thread) run on one
     thread, writing the output at the input's offset, and ``main`` (an aligned output) on two;
     both give the reference's result, through the lean call and the checked one."""
     skip_unless_this_cpu_runs("x86-avx512")
     dwc.clear_kernel_cache()  # a kernel fresh from its build: no variant compiled yet
     spec = MOBILENET_V2["mbv2-14x14x384-s1"]
-    weights = _filled(spec.filter_shape, "float32", 0, seed=1)
-    kernel = dwc.depthwise_kernel(_filled(spec.input_shape, "float32", 0, 0), weights, 1, "SAME",
-                                  target="x86-avx512")
+    weights = _filled(spec.filter_shape, dtype, 0, seed=1)
+    bias = [_filled((spec.out_channels,), dtype, 0, seed=2)] if epilogue else []
+    kernel = dwc.depthwise_kernel(_filled(spec.input_shape, dtype, 0, 0), weights, 1, "SAME", target="x86-avx512",
+                                  bias=bias[0] if bias else None, activation=epilogue.get("activation"))
     assert kernel.loaded.aligned_entries is not None and kernel.loaded.aligned_entries.single_thread
+    vector_bytes = kernel.loaded.aligned_entries.vector_bytes
     with dwc.num_threads(threads):
-        for offset in (16, 32, 48):
-            data = _filled(spec.input_shape, "float32", offset, seed=offset)
-            read_only = data.copy()
-            read_only.flags.writeable = False  # DLPack refuses it: the checked path copies it
-            for result in (kernel(data, weights), kernel(read_only, weights)):
-                assert max_relative_error(result, spec.reference(data, weights)) <= TOLERANCES["float32"]
-            assert kernel(data, weights).ctypes.data % 64 == (offset if threads == 1 else 0)
-    assert set(kernel.loaded.aligned_invokes) == ({16, 32, 48} if threads == 1 else set())
+        for offset in kernel.loaded.aligned_entries.names:
+            data = _filled(spec.input_shape, dtype, offset, seed=offset)
+            expected = kernel.spec.reference(data, weights, *bias)
+            lean, checked = kernel(data, weights, *bias), kernel._checked_call((data, weights, *bias), None)
+            for result in (lean, checked):
+                assert max_relative_error(result, expected) <= TOLERANCES[dtype]
+                assert result.ctypes.data % vector_bytes == (offset if threads == 1 else 0)
+    assert set(kernel.loaded.aligned_invokes) == (set(kernel.loaded.aligned_entries.names) if threads == 1 else set())
 
 
 def test_the_layer_those_differ_from_has_variants():

@@ -17,11 +17,12 @@ def empty_aligned(shape: tuple[int, ...], dtype: str | np.dtype, offset: int = 0
     bytes past one, a multiple of the itemsize below 64).
 
     dwc's kernels accept any alignment, but vector loads that straddle cache lines cost up to a
-    third of a layer's time. x86 kernels of NHWC layers where that matters most (stride 2, small
-    planes) carry variants for inputs 16, 32 or 48 bytes past a vector boundary and place their
-    outputs at the input's offset; the others (NCHW, large planes, channels that are no whole
-    number of vectors) run fastest on aligned inputs. NumPy aligns arrays to 16 bytes only;
-    allocate inputs with this to be sure of full speed.
+    third of a layer's time. x86 kernels of NHWC layers where that matters most (stride 2, and
+    small planes on one thread) carry variants for inputs 16, 32 or 48 bytes past a vector
+    boundary and place their outputs at the input's offset; the others (NCHW, large planes,
+    channels that are no whole number of vectors, small planes on more threads) run fastest on
+    aligned inputs. NumPy aligns arrays to 16 bytes only; allocate inputs with this to be sure
+    of full speed.
     """
     dtype = np.dtype(dtype)
     if offset % dtype.itemsize or not 0 <= offset < ALIGNMENT_BYTES:
