@@ -123,11 +123,12 @@ def test_nchw_stride2_kernel_copies_with_shuffles(monkeypatch):
 
 
 # NCHW at column stride 2: rows of 7 and 14 pairs (one chunk and its rest), 20 (a chunk of 16 and
-# 4 more), an odd width (a pair half in the padding), and a channel multiplier.
+# 4 more), 17 (one pair more), an odd width (a pair half in the padding), and a channel multiplier.
 STRIDED_NCHW = [
     ((1, 16, 14, 14), (3, 3, 16, 1), 2, "SAME", "float32"),
     ((1, 8, 28, 28), (3, 3, 8, 1), 2, "SAME", "float32"),
     ((1, 4, 9, 40), (3, 3, 4, 1), 2, "VALID", "float32"),
+    ((1, 4, 10, 34), (3, 3, 4, 1), 2, "SAME", "float32"),  # 17 pairs: a chunk and one pair alone
     ((2, 6, 11, 15), (3, 3, 6, 2), (1, 2), "SAME", "float32"),
     ((1, 16, 14, 14), (3, 3, 16, 1), 2, "SAME", "float64"),
     ((1, 16, 14, 14), (3, 3, 16, 1), 2, "SAME", "float16"),
