@@ -140,15 +140,14 @@ def _shuffled(loop: Any, masked: bool) -> Any:
 
     def chunk(first: Any, lanes: int) -> Any:
         """The statements for output lanes first .. first + lanes - 1."""
+        start = copy.input_base + first * copy.stride
         if lanes == 1:  # a last pair alone: the scalar statements themselves
-            return tirx.SeqStmt([tirx.BufferStore(copy.target, tirx.BufferLoad(copy.source, [copy.input_base + first
-                                                                                            * copy.stride + phase]),
+            return tirx.SeqStmt([tirx.BufferStore(copy.target, tirx.BufferLoad(copy.source, [start + phase]),
                                                   [base + first]) for phase, base in enumerate(copy.output_bases)])
         read = copy.stride * lanes
         read_lanes, write_lanes = ((_power_of_two_at_least(read), _power_of_two_at_least(lanes))
                                    if masked and lanes < CHUNK_LANES else (read, lanes))
         vector = tirx.Var("deinterleaved", f"{copy.dtype}x{read_lanes}")
-        start = copy.input_base + first * copy.stride
         load = (tirx.BufferLoad(copy.source, [tirx.Ramp(start, 1, read)]) if read_lanes == read else
                 masked_load(f"{copy.dtype}x{read_lanes}", copy.source, tirx.Ramp(start, 1, read_lanes),
                             _lanes_mask(read_lanes, read)))
@@ -196,7 +195,8 @@ def cpu_pipeline():
     from tvm.tirx import get_tir_pipeline
 
     pipeline, finalize_host, finalize_device = get_tir_pipeline("default")
-    return tvm.transform.Sequential([pipeline, deinterleave_copies()], name="dwc.CpuPipeline"), finalize_host, finalize_device
+    return (tvm.transform.Sequential([pipeline, deinterleave_copies()], name="dwc.CpuPipeline"), finalize_host,
+            finalize_device)
 
 
 def register_cpu_pipeline() -> str:

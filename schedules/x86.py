@@ -75,9 +75,10 @@ def default_tiling(spec: DepthwiseSpec, target) -> CpuTiling:
 MAX_ALIGNED_BLOCKS_RATIO = 1.25
 MIN_LOADS_PER_OUTPUT = 3.5  # input vectors a register tile loads per output vector, per window
 MAX_ALIGNED_INPUT_BYTES = L2_BYTES
-# Below this many outputs reading the input's address (~0.7 us a call when this was measured,
-# ~0.2 us since the lean call reads it from one DLPack capsule) costs more than the split loads
-# (the 7x7x576 output of 14x14x576-s2 has 28 k).
+# Below this many outputs reading the input's address (~0.7 us a call when this was measured;
+# 0.3-0.9 us for NumPy arrays since the lean call reads it from one DLPack capsule,
+# benchmarks/results/call-overhead-20261201-1801.md) costs more than the split loads (the 7x7x576
+# output of 14x14x576-s2 has 28 k).
 MIN_ALIGNED_OUTPUTS = 16 << 10
 
 # NumPy and glibc place arrays on 16-byte boundaries: the offsets past a vector boundary that

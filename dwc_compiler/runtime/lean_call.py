@@ -75,12 +75,6 @@ _BY_OFFSET = """\
             run, offset = invoke, 0
 """
 
-# Functions for one thread only: on more, main (and an aligned output) for every input.
-_BY_OFFSET_ON_ONE_THREAD = """\
-        if not single_threaded():
-            run, offset, first = invoke, 0, {name}
-        else:
-"""
 
 # Every call is checked (kernels whose invoke does not check its arguments itself).
 _CHECKED_TEMPLATE = """
@@ -139,8 +133,9 @@ def make_lean_call(names: list[str], invoke: Callable[..., Any], take: Callable[
     parameters = _parameters(names)
     joined = ", ".join(parameters)
     pick = (_MAIN if by_offset is None else _BY_OFFSET).format(name=parameters[0], names=joined)
-    if by_offset is not None and single_thread:
-        pick = _BY_OFFSET_ON_ONE_THREAD.format(name=parameters[0]) + textwrap.indent(pick, "    ")
+    if by_offset is not None and single_thread:  # on more threads, main (and an aligned output) for every input
+        pick = ("        if not single_threaded():\n" + textwrap.indent(_MAIN.format(name=parameters[0]), "    ")
+                + "        else:\n" + textwrap.indent(pick, "    "))
     source = _TEMPLATE.format(parameters=", ".join(f"{name}=MISSING" for name in parameters), last=parameters[-1],
                               pick=pick.rstrip("\n"), rest="".join(f", {name}" for name in parameters[1:]),
                               names=joined)
