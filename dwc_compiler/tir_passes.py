@@ -1,4 +1,5 @@
-"""What dwc adds to TVM's TIR lowering of CPU kernels: strided copies made vector shuffles.
+"""What dwc adds to TVM's TIR lowering of CPU kernels: strided copies made vector shuffles,
+and vector selects of loads made masked loads.
 
 The NCHW schedules copy each channel plane, padded, into a small buffer before its sums; with a
 column stride of 2 the copy splits even and odd columns (``schedules/cpu.py``,
@@ -19,6 +20,18 @@ loads of the contiguous input and one shuffle per phase (``vpermps``/``vpermt2ps
 the last, shorter chunk loads and stores whole vectors under a k-mask, where an odd width
 (7 lanes) would be split into three pieces (a row of 14x14x576-s2: one masked load, two
 permutes and two masked stores). Measured in ``benchmarks/results/strided-copy-*.md``.
+
+The NCHW kernels on x86 read their windows from the input itself at column stride 1, without
+the copy: a window row of a vector of output columns is one vector load, some of whose lanes
+fall in the padding columns (or past the row). The op's padding tests the column with a
+``Select`` (``ops/depthwise.py``), which TVM vectorizes into ``Select(mask, input[ramp], 0)``:
+a whole-vector load, the mask applied after it. Such a load reads elements it does not use,
+before the first element of the input or past its last, which may lie on a page that is not
+mapped. :func:`masked_select_loads` makes the load itself masked (``tirx.op.masked_load``: a
+``vmovups`` under a k-mask on AVX-512, ``vmaskmovps`` on AVX2), so that no lane the mask leaves
+out is read; the ``Select`` stays, and LLVM folds it into the load's zeroing. It applies to
+every CPU build: wherever a vector ``Select`` chooses a contiguous load, the lanes it does not
+choose are then never read.
 """
 
 from __future__ import annotations
@@ -27,6 +40,7 @@ import dataclasses
 from typing import Any
 
 CHUNK_LANES = 16  # output lanes per shuffle: one AVX-512 float32 vector
+MAX_SHUFFLED_STRIDE = 4  # strided vector loads up to this stride become contiguous pieces
 PIPELINE_NAME = "dwc-cpu"
 
 
@@ -188,15 +202,93 @@ def deinterleave_copies():
     return tvm.tirx.transform.prim_func_pass(rewrite, opt_level=0, name="dwc.DeinterleaveCopies")
 
 
+def _masked_vector_load(load: Any, mask: Any | None) -> Any | None:
+    """`load` (a vector load at ``Ramp(base, s, L)``, s a constant >= 1) as loads of contiguous
+    elements under masks that leave out every element it does not use, or None when it is not
+    such a load. `mask`: the lanes that are used (None: all).
+
+    For s = 1, one masked load. For s > 1, s contiguous loads of L lanes, lane t of the whole
+    (``base + t``) read only where t is a multiple of s whose lane t / s the mask keeps, and a
+    shuffle that picks every s-th lane (``vpermt2ps`` on AVX-512): what LLVM makes of a strided
+    TVM load otherwise is L scalar loads and inserts."""
+    from tvm import tirx
+    from tvm.ir import TensorLoad
+    from tvm.tirx.op import masked_load
+
+    if not isinstance(load, TensorLoad) or len(load.indices) != 1 or not isinstance(load.indices[0], tirx.Ramp):
+        return None
+    ramp, lanes, dtype = load.indices[0], load.ty.dtype.lanes, str(load.ty.dtype)
+    stride = _as_int(ramp.stride)
+    if lanes < 2 or stride is None or stride < 1 or (mask is not None and mask.ty.dtype.lanes != lanes):
+        return None
+    if stride == 1:
+        everything = tirx.Broadcast(tirx.const(True, "bool"), lanes)
+        return masked_load(dtype, load.source, ramp, everything if mask is None else mask)
+    pieces = []
+    for piece in range(stride):
+        whole = tirx.Ramp(tirx.const(piece * lanes, "int32"), 1, lanes)  # lanes t of the whole
+        used = tirx.FloorMod(whole, tirx.Broadcast(tirx.const(stride, "int32"), lanes)) == tirx.Broadcast(
+            tirx.const(0, "int32"), lanes)
+        if mask is not None:
+            spread = tirx.Shuffle([mask], [min((piece * lanes + t) // stride, lanes - 1) for t in range(lanes)])
+            used = tirx.And(spread, used)
+        pieces.append(masked_load(dtype, load.source, tirx.Ramp(ramp.base + piece * lanes, 1, lanes), used))
+    return tirx.Shuffle(pieces, [stride * lane for lane in range(lanes)])
+
+
+def _masked_select(select: Any) -> Any:
+    """`select` (a ``tirx.Select``) with its chosen value, when that is a vector load, read under
+    its mask (:func:`_masked_vector_load`), else `select`."""
+    from tvm import tirx
+
+    loaded = _masked_vector_load(select.true_value, select.condition)
+    return select if loaded is None else tirx.Select(select.condition, loaded, select.false_value)
+
+
+def _contiguous_pieces(load: Any) -> Any:
+    """A strided vector load (stride 2 to :data:`MAX_SHUFFLED_STRIDE`) as contiguous masked loads
+    and a shuffle (:func:`_masked_vector_load`), else `load`."""
+    from tvm import tirx
+    from tvm.ir import TensorLoad
+
+    if (not isinstance(load, TensorLoad) or len(load.indices) != 1 or not isinstance(load.indices[0], tirx.Ramp)
+            or not 2 <= (_as_int(load.indices[0].stride) or 0) <= MAX_SHUFFLED_STRIDE):
+        return load
+    pieces = _masked_vector_load(load, None)
+    return load if pieces is None else pieces
+
+
+def masked_select_loads():
+    """The TIR pass (on lowered PrimFuncs) that reads a vector ``Select``'s chosen load under its
+    mask and, on x86 with AVX2 or AVX-512, other strided vector loads as contiguous pieces
+    (module docstring)."""
+    import tvm
+    import tvm_ffi
+    from tvm import tirx
+    from tvm.ir import TensorLoad
+    from tvm.target.codegen import target_has_features
+
+    def rewrite(func, _mod, _ctx):
+        target = func.attrs.get("target") if func.attrs is not None else None
+        cheap = target is not None and target.kind.name == "llvm" and target_has_features("avx2", target)
+        body = tvm_ffi.structural_map(func.body, [(tirx.Select, _masked_select)])
+        if cheap:
+            body = tvm_ffi.structural_map(body, [(TensorLoad, _contiguous_pieces)])
+        return func if body.same_as(func.body) else func.with_body(body)
+
+    return tvm.tirx.transform.prim_func_pass(rewrite, opt_level=0, name="dwc.MaskedSelectLoads")
+
+
 def cpu_pipeline():
-    """TVM's default TIR pipeline followed by :func:`deinterleave_copies`, as a TIR pipeline factory
-    (``(pipeline, finalize_host_passes, finalize_device_passes)``)."""
+    """TVM's default TIR pipeline followed by :func:`deinterleave_copies` and
+    :func:`masked_select_loads`, as a TIR pipeline factory (``(pipeline, finalize_host_passes,
+    finalize_device_passes)``)."""
     import tvm
     from tvm.tirx import get_tir_pipeline
 
     pipeline, finalize_host, finalize_device = get_tir_pipeline("default")
-    return (tvm.transform.Sequential([pipeline, deinterleave_copies()], name="dwc.CpuPipeline"), finalize_host,
-            finalize_device)
+    passes = [pipeline, deinterleave_copies(), masked_select_loads()]
+    return tvm.transform.Sequential(passes, name="dwc.CpuPipeline"), finalize_host, finalize_device
 
 
 def register_cpu_pipeline() -> str:

@@ -13,8 +13,11 @@ loops of their own without the test. The epilogue
 (bias, activation, cast) is applied to each register tile as it is stored.
 
 NCHW: (batch, channel) planes in parallel -> tiles of rows -> vectors of output columns; each
-tile's accumulators (rows x vector) in registers, the window unrolled around them. Each plane's
-padded input is copied once into a small buffer first, so no bounds test is left in the loop.
+tile's accumulators (rows x vector) in registers, the window unrolled around them. Where the
+target has masked vector loads (x86), the windows are read from the input itself, the padding
+columns masked off each load, strided columns picked from contiguous loads by a permute
+(``tir_passes.masked_select_loads``); elsewhere each plane's padded input is copied once into a
+small buffer first (strided columns split by parity), so no bounds test is left in the loop.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import numpy as np
 
 from ..ops.depthwise import NCHW_SUM_WIDTH_MULTIPLE, DepthwiseSpec, sum_width
 from ..ops.primfunc import BLOCK_CONV, BLOCK_EPILOGUE, BLOCK_PAD
+from ..tir_passes import MAX_SHUFFLED_STRIDE
 from .base import as_schedule, read_index, sums_in_registers
 
 # Beyond this many window taps the window's row loop stays a loop (code size, compile time).
@@ -272,15 +276,27 @@ def tiling_of(sch, spec: DepthwiseSpec, hand: CpuTiling) -> CpuTiling:
     return CpuTiling(hand.vector_lanes, vectors, rows, cols)
 
 
-def schedule_nchw(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearch | None = None):
+def schedule_nchw(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearch | None = None,
+                  masked_windows: bool = False):
     """Channel planes in parallel (small ones a few at a time: :func:`planes_per_copy`) -> row
     tiles -> column vectors; accumulators in registers.
 
     Each plane's zero-padded input is first copied into a small buffer (``pad`` computed per
     plane, L1/L2-resident), so the window loads are plain contiguous vector loads: the padding
     test, which along a vector of columns differs per lane, leaves the hot loop (56x56x144-s1:
-    2473 -> 475 us, 14x14x384-s1: 295 -> 141 us, one thread, znver3). With a column stride of 2
-    the copy splits even and odd columns, so strided windows load contiguous vectors too.
+    2473 -> 475 us, 14x14x384-s1: 295 -> 141 us, one thread, znver3: TVM makes a vector of such
+    tests scalar). With a column stride of 2 the copy splits even and odd columns, so strided
+    windows load contiguous vectors too.
+
+    With `masked_windows` (a target whose masked vector loads cost what a load does) no copy is
+    made (column strides up to ``MAX_SHUFFLED_STRIDE``): ``pad`` is inlined, its column test a
+    ``Select`` that TVM keeps a vector, and each window row's vector is loaded from the input
+    under the mask of its real columns, at a column stride of 2 as two contiguous masked loads and
+    one permute (:func:`~dwc_compiler.tir_passes.masked_select_loads`); the row test stays a
+    test, which LoopPartition takes out of the interior row tiles. The copy had cost a third or
+    more of the small planes' time: without it 14x14x384-s1 took 0.61x the time, 7x7x960 0.56x,
+    56x56x144-s1 0.74x (``benchmarks/results/nchw-windows-20261201-1926.md``, 1 thread, 21
+    rounds); 14x14x576-s2 0.56x, 112x112x96-s2 0.66x (quick checks, 15 rounds).
     With `search`, the register tile (rows, vectors per block) is sampled around `tiling`.
     """
     pad, conv, epilogue = sch.get_sblock(BLOCK_PAD), sch.get_sblock(BLOCK_CONV), sch.get_sblock(BLOCK_EPILOGUE)
@@ -290,7 +306,8 @@ def schedule_nchw(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearc
     row_tile, row_in_tile = split_tile(sch, row, tiling.tile_rows, search, MAX_SAMPLED_NCHW_ROWS)
     col_vectors, col_lane = sch.split(col, [None, tiling.vector_lanes])
     col_block, col_vector = split_tile(sch, col_vectors, tiling.vectors_per_block, search, MAX_SAMPLED_VECTORS)
-    channel_group, channel_in_group = sch.split(channel, [None, planes_per_copy(spec)])
+    copied = not masked_windows or spec.strides[1] > MAX_SHUFFLED_STRIDE
+    channel_group, channel_in_group = sch.split(channel, [None, planes_per_copy(spec) if copied else 1])
     sch.reorder(batch, channel_group, channel_in_group, row_tile, col_block, row_in_tile, col_vector, col_lane)
     plane = sch.fuse(batch, channel_group)
     sch.parallel(plane)
@@ -303,7 +320,10 @@ def schedule_nchw(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearc
         store_real_columns(sch, store, row_tile)
         # The epilogue's bias and activation move into the store, on the real columns only.
         sch.compute_inline(epilogue)
-    padded_plane(sch, pad, plane, spec)
+    if copied:
+        padded_plane(sch, pad, plane, spec)
+    else:
+        sch.compute_inline(pad)
     return sch
 
 
@@ -373,12 +393,13 @@ def padded_plane(sch, pad, plane, spec: DepthwiseSpec) -> None:
         sch.transform_layout(pad, ("write", 0),
                              lambda n, c, row, col: (n, c, row, col % col_stride, col // col_stride),
                              pad_value=0.0)
-        *_, pad_col = sch.get_loops(pad)
-        group, phase = sch.split(pad_col, [None, col_stride])
+    *_, group = sch.get_loops(pad)
+    if col_stride > 1:
+        group, phase = sch.split(group, [None, col_stride])
         sch.unroll(phase)
-        # TVM's LoopPartition pass does not peel a test that joins the row and column loops;
-        # the row test is the same along a row, and LLVM hoists it.
-        _peel_padding_columns(sch, group, spec)
+    # The column test is no `likely` (ops/depthwise.py), so TVM's LoopPartition leaves it; the
+    # row test is the same along a row, and LLVM hoists it.
+    _peel_padding_columns(sch, group, spec)
 
 
 def _peel_padding_columns(sch, group_loop, spec: DepthwiseSpec) -> None:
@@ -394,19 +415,21 @@ def _peel_padding_columns(sch, group_loop, spec: DepthwiseSpec) -> None:
         sch.loop_partition(group_loop, factors)
 
 
-def schedule_cpu(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearch | None = None):
-    """The CPU schedule for `spec`'s layout with `tiling` (sampled around it with `search`)."""
+def schedule_cpu(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearch | None = None,
+                 masked_windows: bool = False):
+    """The CPU schedule for `spec`'s layout with `tiling` (sampled around it with `search`;
+    `masked_windows`: see :func:`schedule_nchw`)."""
     if spec.data_format == "NHWC":
         return schedule_nhwc(sch, spec, tiling, search)
-    return schedule_nchw(sch, spec, tiling, search)
+    return schedule_nchw(sch, spec, tiling, search, masked_windows)
 
 
 def apply_cpu_rule(func: Any, spec: Any, target: Any, family: str, default_tiling, tunable: bool,
-                   hand_decisions: bool):
+                   hand_decisions: bool, masked_windows: bool = False):
     """The body of the x86 and ARM rules: `default_tiling(spec, target)` applied to `func`
     (left to MetaSchedule around it when `tunable`), or None when `target` is not of `family`
     or `spec` is not a depthwise convolution."""
     if target.family != family or not isinstance(spec, DepthwiseSpec):
         return None
     search = TileSearch(use_hand=hand_decisions) if tunable else None
-    return schedule_cpu(as_schedule(func), spec, default_tiling(spec, target), search)
+    return schedule_cpu(as_schedule(func), spec, default_tiling(spec, target), search, masked_windows)

@@ -135,9 +135,18 @@ def _loads_per_output(spec: DepthwiseSpec, tiling: CpuTiling) -> float:
     return rows * cols / (tiling.tile_rows * tiling.tile_cols)
 
 
+def masked_loads_cheap(spec: Any, target: Any) -> bool:
+    """Whether `target` loads a vector of `spec`'s dtype under a mask at about a load's cost:
+    AVX2's ``vmaskmovps``/``vmaskmovpd`` (32- and 64-bit lanes) and AVX-512's k-masks. Float16
+    lanes (AVX2 has no 16-bit masked load; LLVM would load lane by lane) keep the copy."""
+    return target.vector_bits >= 256 and spec.itemsize >= 4
+
+
 def apply(func: Any, spec: Any, target: Any, tunable: bool = False, hand_decisions: bool = False):
-    """The x86 rule (see ``base.py``): None unless `target` is of the x86 family."""
+    """The x86 rule (see ``base.py``): None unless `target` is of the x86 family. NCHW windows
+    at column stride 1 are read from the input under masks (``cpu.schedule_nchw``)."""
     registers = 32 if target.lanes("float32") >= 16 else 16
-    return (apply_cpu_rule(func, spec, target, "x86", default_tiling, tunable, hand_decisions)
+    masked = isinstance(spec, DepthwiseSpec) and masked_loads_cheap(spec, target)
+    return (apply_cpu_rule(func, spec, target, "x86", default_tiling, tunable, hand_decisions, masked)
             or apply_separable_rule(func, spec, target, "x86", registers, tunable,
                                     hand_decisions))

@@ -47,18 +47,46 @@ def test_nhwc_channel_loop_vectorized_at_target_width(target_name, lanes, family
     assert loops[0][0] == kinds().PARALLEL
 
 
+def padded_copies(spec, target_name) -> list:
+    """The buffers a scheduled PrimFunc of `spec` allocates for padded input planes."""
+    import tvm
+    import tvm_ffi
+
+    schedule, _ = apply_rules(prim_func(spec), spec, resolve_target(target_name))
+    found = []
+    tvm_ffi.structural_walk(schedule.mod["main"], ((tvm.s_tir.SBlock, lambda block: found.extend(
+        buffer for buffer in block.alloc_buffers if str(buffer.name).startswith("pad"))),), order="pre")
+    return found
+
+
 @pytest.mark.parametrize("size, planes_per_group", [(64, 1), (32, 2), (16, 4)])
 def test_nchw_vectorizes_columns_and_parallel_planes(size, planes_per_group):
-    """NCHW: output columns are vectorized (the contiguous axis), channel planes run in parallel,
-    small ones in groups whose padded copies are made together."""
+    """NCHW where planes are copied (ARM): output columns are vectorized (the contiguous axis),
+    channel planes run in parallel, small ones in groups whose padded copies are made together."""
     from dwc_compiler.schedules.cpu import planes_per_copy
 
     spec = dwc.DepthwiseSpec.create((1, 64, size, size), (3, 3, 64, 1), 1, "SAME", "NCHW")
-    name, loops = loops_of(spec, "x86-avx512")
-    assert name == "hand:x86"
-    assert {extent for kind, extent in loops if kind == kinds().VECTORIZED} == {16}
+    name, loops = loops_of(spec, "aarch64-neon")
+    assert name == "hand:arm"
+    assert {extent for kind, extent in loops if kind == kinds().VECTORIZED} == {4}
     assert planes_per_copy(spec) == planes_per_group
     assert loops[0] == (kinds().PARALLEL, 64 // planes_per_group)
+    assert padded_copies(spec, "aarch64-neon")
+
+
+@pytest.mark.parametrize("target_name, lanes", [("x86-avx512", 16), ("x86-avx2", 8)])
+@pytest.mark.parametrize("size", [64, 16, 14, 7])
+def test_nchw_on_x86_reads_windows_from_the_input_at_stride_1(target_name, lanes, size):
+    """NCHW on x86 at column stride 1: no padded copy of any plane, each plane a task of its own,
+    columns vectorized; at column stride 2 the planes are still copied (split by parity)."""
+    spec = dwc.DepthwiseSpec.create((1, 64, size, size), (3, 3, 64, 1), 1, "SAME", "NCHW")
+    name, loops = loops_of(spec, target_name)
+    assert name == "hand:x86"
+    assert loops[0] == (kinds().PARALLEL, 64)
+    assert min(lanes, 8 if size == 7 else 16) in {extent for kind, extent in loops if kind == kinds().VECTORIZED}
+    assert not padded_copies(spec, target_name)
+    strided = dwc.DepthwiseSpec.create((1, 64, size, size), (3, 3, 64, 1), 2, "SAME", "NCHW")
+    assert padded_copies(strided, target_name)
 
 
 def test_float16_accumulates_in_float32_lanes():

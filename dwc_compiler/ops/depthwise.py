@@ -457,11 +457,20 @@ def te_depthwise(spec: DepthwiseSpec, data, weights, bias, name: str, whole_vect
     def load_padded(n, channel, row, col):
         # One `likely` per bound: TVM's LoopPartition splits a loop on a likely test of its own
         # variable only, so joined tests (row and column) kept every tile's bounds checks.
-        inside = tirx.all(*(tirx.likely(test) for test in (
-            row >= pad_top, row < spec.in_height + pad_top, col >= pad_left, col < spec.in_width + pad_left)))
-        value = (data[n, row - pad_top, col - pad_left, channel] if nhwc
-                 else data[n, channel, row - pad_top, col - pad_left])
-        return tirx.if_then_else(inside, value, tirx.const(0, spec.dtype))
+        # NCHW rows are vectorized along columns, so the column test differs per lane: it is a
+        # `Select`, which TVM's vectorizer keeps a vector (an `if_then_else` it makes scalar, and
+        # a `likely` on a vectorized loop LoopPartition splits into loops it cannot vectorize).
+        # Lowered, a scalar `Select` of a load becomes an `if_then_else` (RewriteUnsafeSelect),
+        # and a vector one a masked load (dwc_compiler/tir_passes.py); the CPU schedules that
+        # copy planes peel the padding columns off themselves (schedules/cpu.py).
+        rows_inside = tirx.all(*(tirx.likely(test) for test in (row >= pad_top, row < spec.in_height + pad_top)))
+        cols_inside = (col >= pad_left, col < spec.in_width + pad_left)
+        zero = tirx.const(0, spec.dtype)
+        if nhwc:
+            inside = tirx.all(rows_inside, *(tirx.likely(test) for test in cols_inside))
+            return tirx.if_then_else(inside, data[n, row - pad_top, col - pad_left, channel], zero)
+        value = tirx.Select(tirx.all(*cols_inside), data[n, channel, row - pad_top, col - pad_left], zero)
+        return tirx.if_then_else(rows_inside, value, zero)
 
     if nhwc:
         padded = te.compute((spec.batch, padded_height, padded_width, spec.in_channels),

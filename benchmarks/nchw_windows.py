@@ -1,0 +1,56 @@
+"""What reading NCHW windows from the input under masks gains over copying each padded plane.
+
+usage: python benchmarks/nchw_windows.py [THREADS] [ROUNDS]
+
+The x86 NCHW schedule loads each window row from the input itself, its padding columns masked
+off, at a column stride of 2 as two contiguous masked loads and a permute (``schedules/cpu.py``,
+``schedule_nchw``; ``dwc_compiler/tir_passes.py``); before, and still on ARM, each padded plane
+was copied into a small buffer first (at stride 2 split by column parity). For each MobileNetV2
+layer three kernels from the same hand schedule: NCHW with masked windows (as dwc builds it,
+``new``), NCHW with the plane copy (``old``), and the NHWC kernel beside them
+(``dwc_compiler/benchmarking/nchw_kernels.py``). Writes benchmarks/results/nchw-windows-<stamp>.json
+and .md with the machine it ran on.
+"""
+
+from pathlib import Path
+
+import dwc_compiler as dwc
+from dwc_compiler.benchmarking.interleaved import int_arguments, write_results
+from dwc_compiler.benchmarking.nchw_kernels import NEW, NHWC, OLD, measure_layer, method_text, results_table
+from dwc_compiler.schedules import x86
+from dwc_compiler.workloads import MOBILENET_V2
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _kernel(spec, masked_windows: bool):
+    """The hand-scheduled kernel of `spec`, its windows read under masks or from a plane copy."""
+    cheap = x86.masked_loads_cheap
+    if not masked_windows:
+        x86.masked_loads_cheap = lambda spec, target: False
+    try:
+        return dwc.build(spec, "host", use_records=False)
+    finally:
+        x86.masked_loads_cheap = cheap
+
+
+def main() -> None:
+    threads, rounds = int_arguments(1, 21)
+    dwc.set_num_threads(threads)
+    rows = []
+    for name, spec in MOBILENET_V2.items():
+        row = measure_layer(name, spec, _kernel, rounds)
+        rows.append(row)
+        medians = row["median_us"]
+        print(f"{name:20s} masked {medians[NEW]:7.1f}  copy {medians[OLD]:7.1f}  nhwc {medians[NHWC]:7.1f} us"
+              f"  masked/copy {row['new_over_old']:.2f}x  NCHW/NHWC {row['new_over_nhwc']:.2f}x"
+              f" (was {row['old_over_nhwc']:.2f}x)", flush=True)
+    table = results_table(rows, "masked windows", "plane copy")
+    write_results(RESULTS, "nchw-windows", f"NCHW kernels: masked windows vs plane copies ({threads} thread(s))",
+                  method_text(threads, rounds, ("masked windows", "plane copy", "nhwc")),
+                  {"threads": threads, "rounds": rounds, "rows": rows}, table)
+    print(table[-1])
+
+
+if __name__ == "__main__":
+    main()
