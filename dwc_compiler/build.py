@@ -90,11 +90,18 @@ class AlignedSource:
         return tvm.IRModule({name: self[name] for name in ("main", *self._makers)})
 
 
-def scheduled(spec: Any, target: TargetInfo, records: str | Path | None = None, use_records: bool = True):
+def scheduled(spec: Any, target: TargetInfo, records: str | Path | None = None, use_records: bool = True,
+              dwc_passes: bool = True):
     """(schedule, name, record description) of `spec`'s PrimFunc for `target`: the best usable
     tuning record (see :func:`build`), else the first schedule rule's. Model compilers (the Relax
-    pass) take ``schedule.mod["main"]`` from here; :func:`build` compiles it."""
+    pass) take ``schedule.mod["main"]`` from here; :func:`build` compiles it.
+
+    `dwc_passes`: the schedule is compiled with dwc's TIR pipeline (as :func:`build` does); a
+    schedule for another compiler (``tvm.compile`` of a Relax model) is made without what rests
+    on dwc's passes (``schedules/base.py``), and then takes no tuning record of an NCHW spec,
+    whose vectorized windows (a record's search may have chosen them) only dwc's passes mask."""
     func = prim_func(spec)
+    use_records = use_records and (dwc_passes or spec.data_format != "NCHW")
     choice = lookup(spec, target, Path(records) if records is not None else None) if use_records else None
     if choice is not None and choice.use_record:
         try:
@@ -106,6 +113,6 @@ def scheduled(spec: Any, target: TargetInfo, records: str | Path | None = None, 
             return schedule, choice.record_id, {
                 "id": choice.record_id, "records_target": choice.records_target, "measured_us": choice.measured_us,
                 "hand_us": choice.hand_us, "source": str(choice.source), "choice": choice.describe()}
-    schedule, name = apply_rules(func, spec, target)
+    schedule, name = apply_rules(func, spec, target, dwc_passes=dwc_passes)
     record = {"id": None, "choice": choice.describe()} if choice is not None and choice.record_id else None
     return schedule, name, record

@@ -6,7 +6,9 @@ float32/16/64) and replaces it, together with what follows it alone (a bias ``ad
 inference ``batch_norm``, a ``clip(0, 6)`` or ``relu``, in that order, each optional; the
 BatchNorm folded into the weights and bias), with ``call_tir`` of a dwc PrimFunc named
 ``dwc_<workload key>``, already scheduled for `target` (its tuning record, else dwc's rule) and
-marked scheduled, so that TVM's pipeline compiles it as it is. Where a pointwise (1x1)
+marked scheduled, so that TVM's pipeline compiles it as it is. TVM's pipeline does not run dwc's
+TIR passes, so nothing in these kernels rests on them (``build.scheduled``'s `dwc_passes`): the
+x86 NCHW kernels copy each padded plane rather than read windows under masks. Where a pointwise (1x1)
 ``conv2d`` reads that result alone (with its own bias add, BatchNorm and activation), as in
 every MobileNet block, the two become one call of dwc's fused separable kernel: the depthwise
 result never reaches memory, and the 1x1 convolution is dwc's, not TVM's. The weights go to the
@@ -192,7 +194,8 @@ class _Offloader:
     def kernel(self, spec: DepthwiseSpec | SeparableSpec) -> tvm.ir.GlobalVar:
         name = f"dwc_{spec.workload_key.replace('-', '_')}"
         if name not in self.kernels:
-            schedule, schedule_name, _ = scheduled(spec, self.target, self.records)
+            # The module is compiled by tvm.compile, without dwc's TIR passes (its users' call).
+            schedule, schedule_name, _ = scheduled(spec, self.target, self.records, dwc_passes=False)
             func = schedule.mod["main"].with_attr("global_symbol", name).with_attr("tirx.is_scheduled", True)
             func = func.with_attr("dwc.schedule", schedule_name)
             self.kernels[name] = self.builder.add_func(func, name)

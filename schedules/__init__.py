@@ -15,8 +15,10 @@ from .base import AlignedVariants
 RULES = (x86, arm, cuda, generic)
 
 
-def apply_rules(func: Any, spec: Any, target: Any, tunable: bool = False, hand_decisions: bool = False):
-    """Schedule `func` (the PrimFunc of `spec`) for `target` with the first rule that takes it.
+def apply_rules(func: Any, spec: Any, target: Any, tunable: bool = False, hand_decisions: bool = False,
+                dwc_passes: bool = True):
+    """Schedule `func` (the PrimFunc of `spec`) for `target` with the first rule that takes it
+    (`tunable`, `hand_decisions`, `dwc_passes`: see ``base.py``).
 
     Returns:
         ``(schedule, name)``, name being e.g. ``"hand:x86"`` or ``"hand:generic"``.
@@ -25,7 +27,7 @@ def apply_rules(func: Any, spec: Any, target: Any, tunable: bool = False, hand_d
         BuildError: no rule schedules `spec` for `target`.
     """
     for rule in RULES:
-        schedule = rule.apply(func, spec, target, tunable=tunable, hand_decisions=hand_decisions)
+        schedule = rule.apply(func, spec, target, tunable=tunable, hand_decisions=hand_decisions, dwc_passes=dwc_passes)
         if schedule is not None:
             return schedule, rule.NAME
     raise BuildError(f"target {target.name}: no schedule rule for {spec.describe()} (family {target.family})")

@@ -30,8 +30,10 @@ def default_tiling(spec: DepthwiseSpec, target) -> CpuTiling:
     return plan_tiling(spec, lanes, 2, NHWC_TILES if spec.data_format == "NHWC" else NCHW_TILES)
 
 
-def apply(func: Any, spec: Any, target: Any, tunable: bool = False, hand_decisions: bool = False):
-    """The arm rule (see ``base.py``): None unless `target` is of the arm family."""
+def apply(func: Any, spec: Any, target: Any, tunable: bool = False, hand_decisions: bool = False,
+          dwc_passes: bool = True):
+    """The arm rule (see ``base.py``): None unless `target` is of the arm family. Nothing it makes
+    rests on dwc's passes (its NCHW kernels copy planes), so `dwc_passes` changes nothing."""
     return (apply_cpu_rule(func, spec, target, "arm", default_tiling, tunable, hand_decisions)
             or apply_separable_rule(func, spec, target, "arm", NEON_REGISTERS, tunable,
                                     hand_decisions))

@@ -1,11 +1,14 @@
 """The protocol every schedule rule follows, in the manner of TVM's dlight.
 
-A rule is a module with ``NAME`` and ``apply(func, spec, target, tunable=False, hand_decisions=False)``
-returning a ``tvm.s_tir.Schedule``, or None for "not mine" (another family's target, an op it
-does not schedule). ``func`` is the op's PrimFunc, or a Schedule of it (MetaSchedule's design
-spaces hand one over, with their own random state). With ``tunable``, the rule's free
-parameters are MetaSchedule decisions (``hand_decisions`` fixes them to the hand values, the
-hand schedule as a point of the space); without, the hand values.
+A rule is a module with ``NAME`` and ``apply(func, spec, target, tunable=False, hand_decisions=False,
+dwc_passes=True)`` returning a ``tvm.s_tir.Schedule``, or None for "not mine" (another family's
+target, an op it does not schedule). ``func`` is the op's PrimFunc, or a Schedule of it
+(MetaSchedule's design spaces hand one over, with their own random state). With ``tunable``, the
+rule's free parameters are MetaSchedule decisions (``hand_decisions`` fixes them to the hand
+values, the hand schedule as a point of the space); without, the hand values. ``dwc_passes``
+says the kernel is compiled with dwc's TIR pipeline (``toolchain.compile_for``: dwc's builds and
+its tuner); where it is False (a Relax model the user compiles with ``tvm.compile``), a rule
+makes nothing whose safety rests on dwc's passes (the x86 NCHW windows read under masks).
 """
 
 from __future__ import annotations

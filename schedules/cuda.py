@@ -242,10 +242,12 @@ def schedule_separable(sch, spec: SeparableSpec, tiling: SeparableCudaTiling):
     return sch
 
 
-def apply(func: Any, spec: Any, target: Any, tunable: bool = False, hand_decisions: bool = False):
+def apply(func: Any, spec: Any, target: Any, tunable: bool = False, hand_decisions: bool = False,
+          dwc_passes: bool = True):
     """The CUDA rule (see ``base.py``): None unless `target` is a CUDA target. Its design space
     is a single point, the hand tiling (the generic space that tuning unites with it supplies
-    the alternatives), so `tunable` changes nothing."""
+    the alternatives), so `tunable` changes nothing; CUDA kernels never go through dwc's TIR passes
+    (`dwc_passes` changes nothing)."""
     if target.family != "cuda" or not isinstance(spec, (DepthwiseSpec, SeparableSpec)):
         return None
     sch = as_schedule(func)

@@ -17,9 +17,11 @@ from .base import as_schedule, sums_in_registers
 NAME = "hand:generic"
 
 
-def apply(func: Any, spec: Any, target: Any, tunable: bool = False, hand_decisions: bool = False):
+def apply(func: Any, spec: Any, target: Any, tunable: bool = False, hand_decisions: bool = False,
+          dwc_passes: bool = True):
     """The generic rule (see ``base.py``): any CPU target; None for GPUs, whose loops must be
-    bound to threads. It has no free parameters, so `tunable` changes nothing."""
+    bound to threads. It has no free parameters, so `tunable` changes nothing, and nothing it makes
+    rests on dwc's passes (`dwc_passes`)."""
     if target.family == "cuda":
         return None
     sch = as_schedule(func)

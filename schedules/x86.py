@@ -142,11 +142,14 @@ def masked_loads_cheap(spec: Any, target: Any) -> bool:
     return target.vector_bits >= 256 and spec.itemsize >= 4
 
 
-def apply(func: Any, spec: Any, target: Any, tunable: bool = False, hand_decisions: bool = False):
+def apply(func: Any, spec: Any, target: Any, tunable: bool = False, hand_decisions: bool = False,
+          dwc_passes: bool = True):
     """The x86 rule (see ``base.py``): None unless `target` is of the x86 family. NCHW windows
-    at column stride 1 are read from the input under masks (``cpu.schedule_nchw``)."""
+    are read from the input under masks (``cpu.schedule_nchw``) where masked loads are cheap and
+    the kernel is compiled with dwc's TIR pipeline (`dwc_passes`), whose pass masks them;
+    otherwise each plane is copied."""
     registers = 32 if target.lanes("float32") >= 16 else 16
-    masked = isinstance(spec, DepthwiseSpec) and masked_loads_cheap(spec, target)
+    masked = dwc_passes and isinstance(spec, DepthwiseSpec) and masked_loads_cheap(spec, target)
     return (apply_cpu_rule(func, spec, target, "x86", default_tiling, tunable, hand_decisions, masked)
             or apply_separable_rule(func, spec, target, "x86", registers, tunable,
                                     hand_decisions))

@@ -79,6 +79,26 @@ def test_depthwise_only_offload_keeps_the_pointwise_convs(model):
         assert max_relative_error(actual, model(data).numpy()) < 1e-5
 
 
+def test_kernels_for_tvm_compile_rest_on_no_dwc_pass(model):
+    """tvm.compile runs TVM's TIR pipeline, not dwc's: the offloaded NCHW depthwise kernels copy
+    each padded plane (a pad block of their own) rather than read vectors of the input under the
+    masks only dwc's pass makes; the same spec built by dwc reads them under masks."""
+    import tvm_ffi
+
+    import dwc_compiler as dwc
+
+    mod, _ = _imported(model, 1)
+    offloaded = dwc_relax.offload_depthwise(mod, "x86-avx512", fuse_pointwise=False)
+    for gv, func in offloaded.functions.items():
+        if not gv.name_hint.startswith("dwc_dw_"):
+            continue
+        blocks = []
+        tvm_ffi.structural_walk(func, ((tvm.s_tir.SBlock, lambda block: blocks.append(block.name_hint)),))
+        assert any(name.startswith("pad") for name in blocks), (gv.name_hint, blocks)
+    spec = dwc.DepthwiseSpec.create((1, 16, 17, 16), (3, 3, 16, 1), 1, "SAME", "NCHW")
+    assert "@llvm.masked.load" in dwc.build(spec, "x86-avx512").inspect_source("ll")
+
+
 def test_weight_relayout_and_batchnorm_folding_happen_at_build_time(model):
     """The Relax ops the pass adds to fold BatchNorms and relay the weights into TF's layouts act
     on the model's constant weights only: TVM's FoldConstant (in its default pipeline) leaves

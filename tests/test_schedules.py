@@ -47,12 +47,12 @@ def test_nhwc_channel_loop_vectorized_at_target_width(target_name, lanes, family
     assert loops[0][0] == kinds().PARALLEL
 
 
-def padded_copies(spec, target_name) -> list:
+def padded_copies(spec, target_name, dwc_passes: bool = True) -> list:
     """The buffers a scheduled PrimFunc of `spec` allocates for padded input planes."""
     import tvm
     import tvm_ffi
 
-    schedule, _ = apply_rules(prim_func(spec), spec, resolve_target(target_name))
+    schedule, _ = apply_rules(prim_func(spec), spec, resolve_target(target_name), dwc_passes=dwc_passes)
     found = []
     tvm_ffi.structural_walk(schedule.mod["main"], ((tvm.s_tir.SBlock, lambda block: found.extend(
         buffer for buffer in block.alloc_buffers if str(buffer.name).startswith("pad"))),), order="pre")
@@ -77,16 +77,21 @@ def test_nchw_vectorizes_columns_and_parallel_planes(size, planes_per_group):
 @pytest.mark.parametrize("target_name, lanes", [("x86-avx512", 16), ("x86-avx2", 8)])
 @pytest.mark.parametrize("size", [64, 16, 14, 7])
 def test_nchw_on_x86_reads_windows_from_the_input_at_stride_1(target_name, lanes, size):
-    """NCHW on x86 at column stride 1: no padded copy of any plane, each plane a task of its own,
-    columns vectorized; at column stride 2 the planes are still copied (split by parity)."""
+    """NCHW on x86 at column strides up to 4: no padded copy of any plane, each plane a task of
+    its own, columns vectorized; at column stride 5 the planes are copied (split by phase), and
+    so they are for a compiler without dwc's passes."""
     spec = dwc.DepthwiseSpec.create((1, 64, size, size), (3, 3, 64, 1), 1, "SAME", "NCHW")
     name, loops = loops_of(spec, target_name)
     assert name == "hand:x86"
     assert loops[0] == (kinds().PARALLEL, 64)
     assert min(lanes, 8 if size == 7 else 16) in {extent for kind, extent in loops if kind == kinds().VECTORIZED}
     assert not padded_copies(spec, target_name)
-    strided = dwc.DepthwiseSpec.create((1, 64, size, size), (3, 3, 64, 1), 2, "SAME", "NCHW")
+    for stride in (2, 4):
+        strided = dwc.DepthwiseSpec.create((1, 64, size, size), (3, 3, 64, 1), stride, "SAME", "NCHW")
+        assert not padded_copies(strided, target_name)
+    strided = dwc.DepthwiseSpec.create((1, 64, size, size), (5, 5, 64, 1), 5, "SAME", "NCHW")
     assert padded_copies(strided, target_name)
+    assert padded_copies(spec, target_name, dwc_passes=False)
 
 
 def test_float16_accumulates_in_float32_lanes():
@@ -150,11 +155,13 @@ def test_replayed_cpu_record_keeps_its_sums_on_the_stack():
     assert "TVMBackendAllocWorkspace" not in kernel.inspect_source("asm")
 
 
-def test_strided_nchw_plane_copy_is_split_at_the_input_edges():
-    """NCHW stride 2: the plane copy's column pairs inside the input form a loop of their own
-    (no padding test in it), and no block fills unused slots of the even/odd layout."""
-    spec = dwc.DepthwiseSpec.create((1, 16, 56, 56), (3, 3, 16, 1), 2, "SAME", "NCHW")
-    schedule, _ = apply_rules(prim_func(spec), spec, resolve_target("x86-avx2"))
+@pytest.mark.parametrize("stride", [1, 2])
+def test_nchw_plane_copy_is_split_at_the_input_edges(stride):
+    """NCHW where planes are copied (ARM; x86 kernels for a compiler without dwc's passes): the
+    plane copy's columns (at stride 2 column pairs) inside the input form a loop of their own (no
+    padding test in it), and no block fills unused slots of the even/odd layout."""
+    spec = dwc.DepthwiseSpec.create((1, 16, 56, 56), (3, 3, 16, 1), stride, "SAME", "NCHW")
+    schedule, _ = apply_rules(prim_func(spec), spec, resolve_target("x86-avx2"), dwc_passes=False)
     script = schedule.mod.script()
     pad_blocks = re.findall(r'T\.sblock\("(pad\w*)"\)', script)
     assert len(pad_blocks) >= 2, pad_blocks
