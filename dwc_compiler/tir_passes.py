@@ -1,9 +1,10 @@
 """What dwc adds to TVM's TIR lowering of CPU kernels: strided copies made vector shuffles,
 vector selects of loads made masked loads, odd-width stores made masked stores.
 
-The NCHW schedules copy each channel plane, padded, into a small buffer before its sums; with a
-column stride of 2 the copy splits even and odd columns (``schedules/cpu.py``,
-``padded_plane``), so that strided windows load contiguous vectors. Lowered, the copy of one
+Where the NCHW schedules copy each channel plane, padded, into a small buffer before its sums
+(ARM, float16, and x86 kernels compiled without these passes), with a column stride of 2 the
+copy splits even and odd columns (``schedules/cpu.py``, ``padded_plane``), so that strided
+windows load contiguous vectors. Lowered, the copy of one
 row's columns is a loop of scalar statements:
 
     for g in range(G):
@@ -21,24 +22,26 @@ the last, shorter chunk loads and stores whole vectors under a k-mask, where an 
 (7 lanes) would be split into three pieces (a row of 14x14x576-s2: one masked load, two
 permutes and two masked stores). Measured in ``benchmarks/results/strided-copy-*.md``.
 
-The NCHW kernels on x86 read their windows from the input itself at column stride 1, without
-the copy: a window row of a vector of output columns is one vector load, some of whose lanes
-fall in the padding columns (or past the row). The op's padding tests the column with a
-``Select`` (``ops/depthwise.py``), which TVM vectorizes into ``Select(mask, input[ramp], 0)``:
-a whole-vector load, the mask applied after it. Such a load reads elements it does not use,
-before the first element of the input or past its last, which may lie on a page that is not
-mapped. :func:`masked_select_loads` makes the load itself masked (``tirx.op.masked_load``: a
-``vmovups`` under a k-mask on AVX-512, ``vmaskmovps`` on AVX2), so that no lane the mask leaves
-out is read; the ``Select`` stays, and LLVM folds it into the load's zeroing. It applies to
-every CPU build: wherever a vector ``Select`` chooses a contiguous load, the lanes it does not
-choose are then never read. A strided load (column stride 2: ``input[Ramp(b, 2, L)]``, which
-LLVM makes L scalar loads) becomes contiguous masked loads of the elements it spans, each
-reading only the elements it uses, and one shuffle that picks them (``vpermt2ps``).
+The NCHW kernels on x86 read their windows from the input itself, without the copy (column
+strides up to :data:`MAX_SHUFFLED_STRIDE`): a window row of a vector of output columns is one
+vector load, some of whose lanes fall in the padding columns (or past the row). The op's
+padding tests the column with a ``Select`` (``ops/depthwise.py``), which TVM vectorizes into
+``Select(mask, input[ramp], 0)``: a whole-vector load, the mask applied after it. Such a load
+reads elements it does not use, before the first element of the input or past its last, which
+may lie on a page that is not mapped. :func:`masked_select_loads` makes it one load that reads
+only the lanes the mask keeps and gives 0 in the others (``llvm.masked.load`` with a zero
+pass-through: a ``vmovups`` under a k-mask with zeroing on AVX-512, ``vmaskmovps`` on AVX2).
+It applies to every CPU build, and refuses a vector ``Select`` that reads memory it cannot mask
+so: wherever a vector ``Select`` chooses a load, the lanes it does not choose are never read.
+A strided load (column stride 2: ``input[Ramp(b, 2, L)]``, which LLVM makes L scalar loads)
+becomes contiguous masked loads of the elements it spans, each reading only the elements it
+uses, and one shuffle that picks them (``vpermt2ps``). Measured in
+``benchmarks/results/nchw-windows-*.md``.
 
 On AVX-512, :func:`masked_odd_stores` makes a vector store whose lane count is no power of two
 (an NCHW row of 14 or 7 columns, which LLVM splits into 8 + 4 + 2 lanes) one store of the next
 power of two under a k-mask: 14x14x384-s1 NCHW 0.84x the time, 7x7x960 0.85x, 28x28x192-s2
-0.89x (1 thread, 61 interleaved rounds, quick checks).
+0.89x (1 thread, 61 interleaved rounds, quick checks, with TVM's masked loads and a select).
 """
 
 from __future__ import annotations
