@@ -29,6 +29,7 @@ from ..ops.depthwise import sum_width
 from ..ops.primfunc import (BLOCK_CONV, BLOCK_DEPTHWISE, BLOCK_EPILOGUE, BLOCK_PAD, BLOCK_POINTWISE,
                             accumulator_dtype)
 from ..ops.separable import SeparableSpec
+from ..tir_passes import MAX_SHUFFLED_STRIDE
 from .base import as_schedule, sums_in_registers
 from .cpu import (CpuTiling, TileSearch, accumulate_in_registers, filter_per_multiple, largest_divisor_at_most,
                   padded_plane, split_tile, vector_lanes_for)
@@ -209,11 +210,14 @@ def schedule_separable_nhwc(sch, spec: SeparableSpec, tiling: SeparableTiling, s
     return sch
 
 
-def schedule_separable_nchw(sch, spec: SeparableSpec, tiling: SeparableTiling, search: TileSearch | None = None):
+def schedule_separable_nchw(sch, spec: SeparableSpec, tiling: SeparableTiling, search: TileSearch | None = None,
+                            masked_windows: bool = False):
     """(batch, row tile) in parallel -> chunks of channels (their depthwise results into a
     buffer) -> register tiles of output channels x rows x column vectors, summed over the chunk.
     The pointwise sums drive the loops (their rows are whole vectors); the epilogue follows each
-    row tile. See the module's story."""
+    row tile. See the module's story. With `masked_windows`, the depthwise windows are read from
+    the input under masks rather than from a copy of the tile's padded rows (as in
+    :func:`~.cpu.schedule_nchw`)."""
     depthwise = spec.depthwise
     pad, conv, middle = sch.get_sblock(BLOCK_PAD), sch.get_sblock(BLOCK_CONV), sch.get_sblock(BLOCK_DEPTHWISE)
     pointwise, epilogue = sch.get_sblock(BLOCK_POINTWISE), sch.get_sblock(BLOCK_EPILOGUE)
@@ -250,12 +254,15 @@ def schedule_separable_nchw(sch, spec: SeparableSpec, tiling: SeparableTiling, s
     sch.vectorize(col_lane)
     accumulate_in_registers(sch, conv, col_vectors, depthwise, CpuTiling(tiling.lanes, 1, tiling.tile_rows),
                             tile_loops=1)
-    padded_plane(sch, pad, middle_channel, depthwise)
+    if masked_windows and depthwise.strides[1] <= MAX_SHUFFLED_STRIDE:
+        sch.compute_inline(pad)
+    else:
+        padded_plane(sch, pad, middle_channel, depthwise)
     return sch
 
 
 def apply_separable_rule(func: Any, spec: Any, target: Any, family: str, registers: int, tunable: bool,
-                         hand_decisions: bool):
+                         hand_decisions: bool, masked_windows: bool = False):
     """The separable half of the x86 and ARM rules: the fused schedule with the hand tiling for
     `registers` vector registers (left to MetaSchedule around it when `tunable`), or None when
     `target` is not of `family` or `spec` is not a separable convolution."""
@@ -266,4 +273,4 @@ def apply_separable_rule(func: Any, spec: Any, target: Any, family: str, registe
     sch = as_schedule(func)
     if spec.data_format == "NHWC":
         return schedule_separable_nhwc(sch, spec, tiling, search)
-    return schedule_separable_nchw(sch, spec, tiling, search)
+    return schedule_separable_nchw(sch, spec, tiling, search, masked_windows)

@@ -149,7 +149,6 @@ def apply(func: Any, spec: Any, target: Any, tunable: bool = False, hand_decisio
     the kernel is compiled with dwc's TIR pipeline (`dwc_passes`), whose pass masks them;
     otherwise each plane is copied."""
     registers = 32 if target.lanes("float32") >= 16 else 16
-    masked = dwc_passes and isinstance(spec, DepthwiseSpec) and masked_loads_cheap(spec, target)
+    masked = dwc_passes and masked_loads_cheap(spec, target)
     return (apply_cpu_rule(func, spec, target, "x86", default_tiling, tunable, hand_decisions, masked)
-            or apply_separable_rule(func, spec, target, "x86", registers, tunable,
-                                    hand_decisions))
+            or apply_separable_rule(func, spec, target, "x86", registers, tunable, hand_decisions, masked))

@@ -275,17 +275,22 @@ def guarded(shape):
     return np.frombuffer(region, dtype=dtype, count=int(np.prod(shape)), offset=offset).reshape(shape)
 
 
-if mode == "kernel":  # an NCHW kernel; its input fills whole pages
+if mode in ("depthwise", "separable"):  # an NCHW kernel; its input fills whole pages
     stride, padding = int(sys.argv[4]), sys.argv[5]
     padding = [[0, 0], [0, 0], [1, 1], [1, 1]] if padding == "explicit" else padding
     shape = (1, 16, 16, 16)
     data = guarded(shape)
     data[...] = np.random.default_rng(0).random(shape).astype(dtype)
-    weights = np.random.default_rng(1).random((3, 3, 16, 1)).astype(dtype)
-    spec = dwc.DepthwiseSpec.create(shape, weights.shape, stride, padding, "NCHW", dtype=str(dtype))
+    weights = [np.random.default_rng(1).random((3, 3, 16, 1)).astype(dtype)]
+    if mode == "depthwise":
+        spec = dwc.DepthwiseSpec.create(shape, weights[0].shape, stride, padding, "NCHW", dtype=str(dtype))
+    else:
+        weights.append(np.random.default_rng(2).random((1, 1, 16, 8)).astype(dtype))
+        spec = dwc.SeparableSpec.create(shape, weights[0].shape, weights[1].shape, stride, padding, "NCHW",
+                                        dtype=str(dtype))
     out = guarded(spec.output_shape)
-    dwc.build(spec, target).call(data, weights, out=out)
-    expected = spec.reference(data, weights)
+    dwc.build(spec, target).call(data, *weights, out=out)
+    expected = spec.reference(data, *weights)
 else:  # a stride-2 vector load of elements 1, 3, .. 31 of a 32-element buffer
     import tvm
     from tvm import tirx
@@ -320,19 +325,20 @@ def _run_guarded(tmp_path, *arguments: str) -> None:
     assert run.returncode == 0 and run.stdout.strip() == "ok", (run.returncode, run.stderr[-2000:])
 
 
-@pytest.mark.parametrize("stride, padding", [(1, "SAME"), (2, "SAME"), (2, "explicit"), (3, "explicit"),
-                                             (4, "explicit"), (1, "VALID")])
+@pytest.mark.parametrize("op, stride, padding", [
+    ("depthwise", 1, "SAME"), ("depthwise", 2, "SAME"), ("depthwise", 2, "explicit"), ("depthwise", 3, "explicit"),
+    ("depthwise", 4, "explicit"), ("depthwise", 1, "VALID"), ("separable", 1, "SAME"), ("separable", 2, "explicit")])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("target", ["host", "x86-avx2"])
-def test_nchw_kernels_touch_nothing_outside_their_arrays(dtype, target, stride, padding, tmp_path):
+def test_nchw_kernels_touch_nothing_outside_their_arrays(op, dtype, target, stride, padding, tmp_path):
     """An NCHW input that fills whole pages and an output that ends where a page does, an unmapped
-    page on either side: the kernel (whose windows reach one column before the first element
-    and past the last, at column strides 1 to 4, and whose rows are stored as whole vectors
-    under masks) touches nothing there, and computes the reference."""
+    page on either side: the kernel (depthwise or separable; whose windows reach one column before
+    the first element and past the last, at column strides 1 to 4, and whose rows are stored as
+    whole vectors under masks) touches nothing there, and computes the reference."""
     from helpers import skip_unless_this_cpu_runs
 
     skip_unless_this_cpu_runs(target)
-    _run_guarded(tmp_path, "kernel", dtype, target, str(stride), padding)
+    _run_guarded(tmp_path, op, dtype, target, str(stride), padding)
 
 
 @pytest.mark.parametrize("target", ["host", "x86-avx2"])
