@@ -2,7 +2,7 @@
 
 usage: python benchmarks/strided_copy.py [THREADS] [ROUNDS]
 
-Where NCHW windows are not read under masks (ARM, float16; ``benchmarks/nchw_windows.py``
+Where NCHW windows are not read under masks (ARM, AVX2 float16; ``benchmarks/nchw_windows.py``
 measures that choice on x86), the NCHW schedule copies each padded plane, with a column stride
 of 2 split into even and odd columns, before its sums; ``dwc_compiler/tir_passes.py`` makes that
 copy whole-vector loads and shuffles where TVM and LLVM left it scalar moves and 4-lane pieces.

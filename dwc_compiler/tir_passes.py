@@ -2,7 +2,7 @@
 vector selects of loads made masked loads, odd-width stores made masked stores.
 
 Where the NCHW schedules copy each channel plane, padded, into a small buffer before its sums
-(ARM, float16, and x86 kernels compiled without these passes), with a column stride of 2 the
+(ARM, float16 on AVX2, and x86 kernels compiled without these passes), with a column stride of 2 the
 copy splits even and odd columns (``schedules/cpu.py``, ``padded_plane``), so that strided
 windows load contiguous vectors. Lowered, the copy of one
 row's columns is a loop of scalar statements:
