@@ -15,10 +15,8 @@ and .md with the machine it ran on.
 from pathlib import Path
 
 import dwc_compiler as dwc
-from dwc_compiler.benchmarking.interleaved import int_arguments, write_results
-from dwc_compiler.benchmarking.nchw_kernels import NEW, NHWC, OLD, measure_layer, method_text, results_table
+from dwc_compiler.benchmarking.nchw_kernels import run_comparison
 from dwc_compiler.schedules import x86
-from dwc_compiler.workloads import MOBILENET_V2
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -35,21 +33,8 @@ def _kernel(spec, masked_windows: bool):
 
 
 def main() -> None:
-    threads, rounds = int_arguments(1, 21)
-    dwc.set_num_threads(threads)
-    rows = []
-    for name, spec in MOBILENET_V2.items():
-        row = measure_layer(name, spec, _kernel, rounds)
-        rows.append(row)
-        medians = row["median_us"]
-        print(f"{name:20s} masked {medians[NEW]:7.1f}  copy {medians[OLD]:7.1f}  nhwc {medians[NHWC]:7.1f} us"
-              f"  masked/copy {row['new_over_old']:.2f}x  NCHW/NHWC {row['new_over_nhwc']:.2f}x"
-              f" (was {row['old_over_nhwc']:.2f}x)", flush=True)
-    table = results_table(rows, "masked windows", "plane copy")
-    write_results(RESULTS, "nchw-windows", f"NCHW kernels: masked windows vs plane copies ({threads} thread(s))",
-                  method_text(threads, rounds, ("masked windows", "plane copy", "nhwc")),
-                  {"threads": threads, "rounds": rounds, "rows": rows}, table)
-    print(table[-1])
+    run_comparison(RESULTS, "nchw-windows", "NCHW kernels: masked windows vs plane copies", _kernel,
+                   ("masked windows", "plane copy"))
 
 
 if __name__ == "__main__":

@@ -16,10 +16,8 @@ from pathlib import Path
 
 import dwc_compiler as dwc
 from dwc_compiler import toolchain
-from dwc_compiler.benchmarking.interleaved import int_arguments, write_results
-from dwc_compiler.benchmarking.nchw_kernels import NEW, NHWC, OLD, measure_layer, method_text, results_table
+from dwc_compiler.benchmarking.nchw_kernels import run_comparison
 from dwc_compiler.schedules import x86
-from dwc_compiler.workloads import MOBILENET_V2
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -38,23 +36,8 @@ def _kernel(spec, dwc_pipeline: bool):
 
 
 def main() -> None:
-    threads, rounds = int_arguments(1, 21)
-    dwc.set_num_threads(threads)
-    rows = []
-    for name, spec in MOBILENET_V2.items():
-        if spec.strides != (2, 2):
-            continue
-        row = measure_layer(name, spec, _kernel, rounds)
-        rows.append(row)
-        medians = row["median_us"]
-        print(f"{name:20s} dwc pipeline {medians[NEW]:7.1f}  TVM pipeline {medians[OLD]:7.1f}  nhwc {medians[NHWC]:7.1f}"
-              f" us  dwc/TVM pipeline {row['new_over_old']:.2f}x  NCHW/NHWC {row['new_over_nhwc']:.2f}x"
-              f" (was {row['old_over_nhwc']:.2f}x)", flush=True)
-    table = results_table(rows, "dwc pipeline", "TVM's pipeline")
-    write_results(RESULTS, "strided-copy", f"Stride-2 NCHW kernels: dwc's TIR pipeline vs TVM's ({threads} thread(s))",
-                  method_text(threads, rounds, ("dwc pipeline", "TVM pipeline", "nhwc")),
-                  {"threads": threads, "rounds": rounds, "rows": rows}, table)
-    print(table[-1])
+    run_comparison(RESULTS, "strided-copy", "Stride-2 NCHW kernels: dwc's TIR pipeline vs TVM's", _kernel,
+                   ("dwc pipeline", "TVM's pipeline"), include=lambda spec: spec.strides == (2, 2))
 
 
 if __name__ == "__main__":

@@ -8,13 +8,15 @@ against the float64 reference first, then timed in interleaved rounds (``interle
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 import dwc_compiler as dwc
 
-from .interleaved import interleaved_rounds, median_ratio
+from ..workloads import MOBILENET_V2
+from .interleaved import int_arguments, interleaved_rounds, median_ratio, write_results
 
 WARMUP_CALLS, TIMED_CALLS = 5, 20
 MAX_RELATIVE_ERROR = 1e-5
@@ -80,3 +82,28 @@ def results_table(rows: list[dict[str, Any]], new_label: str, old_label: str) ->
     table += ["", f"Geomean NCHW / NHWC: {statistics.geometric_mean([r['new_over_nhwc'] for r in rows]):.2f}x with "
                   f"{new_label}, {statistics.geometric_mean([r['old_over_nhwc'] for r in rows]):.2f}x with {old_label}."]
     return table
+
+
+def run_comparison(results: Path, name: str, title: str, build_nchw: Callable[[Any, bool], Any],
+                   labels: tuple[str, str], include: Callable[[Any], bool] = lambda spec: True) -> None:
+    """A benchmark script's whole run: ``THREADS ROUNDS`` from the command line (1, 21), every
+    MobileNetV2 layer that `include` takes measured by :func:`measure_layer` with `build_nchw`
+    (`labels`: what ``new`` and ``old`` are), a line printed per layer, and
+    ``<results>/<name>-<stamp>.json`` and ``.md`` written (`title` says what is compared)."""
+    threads, rounds = int_arguments(1, 21)
+    dwc.set_num_threads(threads)
+    new_label, old_label = labels
+    rows = []
+    for layer, spec in MOBILENET_V2.items():
+        if not include(spec):
+            continue
+        row = measure_layer(layer, spec, build_nchw, rounds)
+        rows.append(row)
+        medians = row["median_us"]
+        print(f"{layer:20s} {new_label} {medians[NEW]:7.1f}  {old_label} {medians[OLD]:7.1f}  nhwc {medians[NHWC]:7.1f}"
+              f" us  {new_label} / {old_label} {row['new_over_old']:.2f}x  NCHW/NHWC {row['new_over_nhwc']:.2f}x"
+              f" (was {row['old_over_nhwc']:.2f}x)", flush=True)
+    table = results_table(rows, new_label, old_label)
+    write_results(results, name, f"{title} ({threads} thread(s))", method_text(threads, rounds, (*labels, "nhwc")),
+                  {"threads": threads, "rounds": rounds, "rows": rows}, table)
+    print(table[-1])
