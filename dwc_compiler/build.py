@@ -98,10 +98,10 @@ def scheduled(spec: Any, target: TargetInfo, records: str | Path | None = None, 
 
     `dwc_passes`: the schedule is compiled with dwc's TIR pipeline (as :func:`build` does); a
     schedule for another compiler (``tvm.compile`` of a Relax model) is made without what rests
-    on dwc's passes (``schedules/base.py``), and then takes no tuning record of an NCHW spec,
-    whose vectorized windows (a record's search may have chosen them) only dwc's passes mask."""
+    on dwc's passes (``schedules/base.py``), and then takes no x86 tuning record of an NCHW spec,
+    whose vectorized windows (the x86 space's, or a record's search) only dwc's passes mask."""
     func = prim_func(spec)
-    use_records = use_records and (dwc_passes or spec.data_format != "NCHW")
+    use_records = use_records and (dwc_passes or spec.data_format != "NCHW" or target.family != "x86")
     choice = lookup(spec, target, Path(records) if records is not None else None) if use_records else None
     if choice is not None and choice.use_record:
         try:

@@ -16,7 +16,8 @@ kernels through Relax ops (BatchNorm folding, relayout into TF's layouts for the
 kernel), which TVM's ``FoldConstant`` computes at build time for a model's constant weights.
 The rest of the model is left to TVM. The result builds with
 ``tvm.compile(mod, target=dwc_compiler.relax.tvm_target(target))``, or with :func:`compile`
-(the same, and CUDA code compiled by nvcc as dwc's own kernels are).
+(the same with dwc's TIR pipeline for CPU targets, whose passes then apply to the whole model,
+and CUDA code compiled by nvcc as dwc's own kernels are).
 """
 
 from __future__ import annotations

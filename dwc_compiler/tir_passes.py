@@ -224,12 +224,16 @@ def _zeroing_load(load: Any, first: Any, lanes: int, mask: Any) -> Any:
     ``vmovups`` under a k-mask with zeroing on AVX-512). TVM's ``tirx.op.masked_load`` leaves the
     other lanes undefined, and the ``Select`` that zeroed them LLVM turned into an ``and`` or a
     shuffle per load, which share the FMAs' ports."""
+    import numpy as np
     from tvm import tirx
+    from tvm.target.codegen import llvm_version_major
 
     element = str(load.ty.dtype).split("x")[0]  # "float32x16" -> "float32"
     address = tirx.call_intrin("handle", "tirx.address_of", tirx.BufferLoad(load.source, [first]))
     zero = tirx.Broadcast(tirx.const(0, element), lanes)
-    return tirx.call_llvm_intrin(f"{element}x{lanes}", "llvm.masked.load", address, mask, zero)
+    # LLVM 22 (TVM 0.27's wheels) dropped the alignment argument; before, it came second.
+    alignment = [] if llvm_version_major() >= 22 else [tirx.const(np.dtype(element).itemsize, "int32")]
+    return tirx.call_llvm_intrin(f"{element}x{lanes}", "llvm.masked.load", address, *alignment, mask, zero)
 
 
 def _masked_vector_load(load: Any, mask: Any | None) -> Any | None:
@@ -335,16 +339,19 @@ def masked_select_loads():
     return tvm.tirx.transform.prim_func_pass(rewrite, opt_level=0, name="dwc.MaskedSelectLoads")
 
 
-def _masked_odd_store(store: Any) -> Any:
-    """`store` (a ``tirx.BufferStore``) of a vector of contiguous elements whose lane count is no
-    power of two (a row of 14 or 7 columns) as one masked store of the next power of two lanes,
-    else `store`."""
+def _masked_odd_store(store: Any, sixteen_bit: bool) -> Any:
+    """`store` (a ``tirx.BufferStore``) of a vector of contiguous float elements whose lane count
+    is no power of two (a row of 14 or 7 columns) as one masked store of the next power of two
+    lanes, else `store`; 16-bit elements only with `sixteen_bit` (AVX512BW's masked stores)."""
     from tvm import tirx
     from tvm.tirx.op import masked_store
 
     lanes = store.value.ty.dtype.lanes
+    element = str(store.value.ty.dtype).split("x")[0]
     if (lanes < 2 or lanes & (lanes - 1) == 0 or len(store.indices) != 1
-            or not isinstance(store.indices[0], tirx.Ramp) or _as_int(store.indices[0].stride) != 1):
+            or not isinstance(store.indices[0], tirx.Ramp) or _as_int(store.indices[0].stride) != 1
+            or _as_int(store.indices[0].lanes) != lanes
+            or element not in ("float32", "float64", *(("float16",) if sixteen_bit else ()))):
         return store
     whole = _power_of_two_at_least(lanes)
     # A shuffle has at most its inputs' lanes: the value twice, its last lane repeated to fill.
@@ -363,7 +370,8 @@ def masked_odd_stores():
     def rewrite(func, _mod, _ctx):
         if not _llvm_target_has(func, "avx512f"):
             return func
-        body = tvm_ffi.structural_map(func.body, [(tirx.BufferStore, _masked_odd_store)])
+        sixteen_bit = _llvm_target_has(func, "avx512bw")
+        body = tvm_ffi.structural_map(func.body, [(tirx.BufferStore, lambda store: _masked_odd_store(store, sixteen_bit))])
         return func if body.same_as(func.body) else func.with_body(body)
 
     return tvm.tirx.transform.prim_func_pass(rewrite, opt_level=0, name="dwc.MaskedOddStores")

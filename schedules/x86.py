@@ -142,9 +142,11 @@ def masked_loads_cheap(spec: Any, target: Any) -> bool:
     load lane by lane). Float16 NCHW on AVX-512 with masked windows took 0.64x the time with
     the copy on 14x14x384-s1, 0.67x on 7x7x960, 0.88x on 28x28x192-s2, 1.08x on 56x56x144-s1
     (1 thread, 41 interleaved rounds, quick checks)."""
+    from tvm.target.codegen import target_has_features
+
     if spec.itemsize >= 4:
         return target.vector_bits >= 256
-    return target.vector_bits >= 512 and "avx512bw" in target.required_cpu_flags
+    return target.vector_bits >= 512 and target_has_features("avx512bw", target.tvm())
 
 
 def apply(func: Any, spec: Any, target: Any, tunable: bool = False, hand_decisions: bool = False,

@@ -80,21 +80,23 @@ def test_depthwise_only_offload_keeps_the_pointwise_convs(model):
 
 
 def test_kernels_for_tvm_compile_rest_on_no_dwc_pass(model):
-    """tvm.compile runs TVM's TIR pipeline, not dwc's: the offloaded NCHW depthwise kernels copy
-    each padded plane (a pad block of their own) rather than read vectors of the input under the
-    masks only dwc's pass makes; the same spec built by dwc reads them under masks."""
+    """tvm.compile runs TVM's TIR pipeline, not dwc's: the offloaded NCHW depthwise and separable
+    kernels copy each padded plane or row (a pad block of their own) rather than read vectors of
+    the input under the masks only dwc's pass makes; the same spec built by dwc reads them under
+    masks."""
     import tvm_ffi
 
     import dwc_compiler as dwc
 
     mod, _ = _imported(model, 1)
-    offloaded = dwc_relax.offload_depthwise(mod, "x86-avx512", fuse_pointwise=False)
-    for gv, func in offloaded.functions.items():
-        if not gv.name_hint.startswith("dwc_dw_"):
-            continue
-        blocks = []
-        tvm_ffi.structural_walk(func, ((tvm.s_tir.SBlock, lambda block: blocks.append(block.name_hint)),))
-        assert any(name.startswith("pad") for name in blocks), (gv.name_hint, blocks)
+    for fuse_pointwise, prefix, count in ((False, "dwc_dw_", 4), (True, "dwc_sep_", 3)):
+        offloaded = dwc_relax.offload_depthwise(mod, "x86-avx512", fuse_pointwise=fuse_pointwise)
+        kernels = [(gv, func) for gv, func in offloaded.functions.items() if gv.name_hint.startswith(prefix)]
+        assert len(kernels) == count
+        for gv, func in kernels:
+            blocks = []
+            tvm_ffi.structural_walk(func, ((tvm.s_tir.SBlock, lambda block: blocks.append(block.name_hint)),))
+            assert any(name.startswith("pad") for name in blocks), (gv.name_hint, blocks)
     spec = dwc.DepthwiseSpec.create((1, 16, 17, 16), (3, 3, 16, 1), 1, "SAME", "NCHW")
     assert "@llvm.masked.load" in dwc.build(spec, "x86-avx512").inspect_source("ll")
 

@@ -59,6 +59,14 @@ def padded_copies(spec, target_name, dwc_passes: bool = True) -> list:
     return found
 
 
+def test_float16_nchw_reads_windows_under_masks_only_with_avx512bw():
+    """Float16 NCHW windows are read under masks on x86-avx512 (AVX512BW's 16-bit masked loads)
+    and from a plane copy on x86-avx2 (no 16-bit masked load)."""
+    spec = dwc.DepthwiseSpec.create((1, 16, 14, 14), (3, 3, 16, 1), 1, "SAME", "NCHW", dtype="float16")
+    assert not padded_copies(spec, "x86-avx512")
+    assert padded_copies(spec, "x86-avx2")
+
+
 @pytest.mark.parametrize("size, planes_per_group", [(64, 1), (32, 2), (16, 4)])
 def test_nchw_vectorizes_columns_and_parallel_planes(size, planes_per_group):
     """NCHW where planes are copied (ARM): output columns are vectorized (the contiguous axis),

@@ -191,11 +191,19 @@ def _masked_loads(mod) -> int:
 
 
 def test_vector_select_of_a_load_is_loaded_under_its_mask():
-    """A vector Select of a contiguous load becomes a Select of the load under the same mask; of
-    a strided load (stride s), of s contiguous masked loads and a shuffle."""
-    assert _masked_loads(masked_select_loads()(_select_of_load(16))) == 1
-    assert _masked_loads(masked_select_loads()(_select_of_load(16, stride=2))) == 2
-    assert _masked_loads(masked_select_loads()(_select_of_load(8, stride=3))) == 3
+    """A vector Select of 0 and a contiguous load becomes one masked load with a zero
+    pass-through (no Select left); of a strided load (stride s), s contiguous masked loads and a
+    shuffle."""
+    import tvm_ffi
+    from tvm import tirx
+
+    for lanes, stride, loads in ((16, 1, 1), (16, 2, 2), (8, 3, 3)):
+        rewritten = masked_select_loads()(_select_of_load(lanes, stride))
+        assert _masked_loads(rewritten) == loads
+        selects = []
+        tvm_ffi.structural_walk(rewritten["main"], ((tirx.Select, lambda select: selects.append(select)),))
+        assert not selects
+        assert "T.Broadcast(T.float32(0.0)" in rewritten.script()  # the pass-through
 
 
 def test_vector_select_it_cannot_mask_is_refused():
