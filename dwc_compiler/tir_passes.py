@@ -371,7 +371,8 @@ def masked_odd_stores():
         if not _llvm_target_has(func, "avx512f"):
             return func
         sixteen_bit = _llvm_target_has(func, "avx512bw")
-        body = tvm_ffi.structural_map(func.body, [(tirx.BufferStore, lambda store: _masked_odd_store(store, sixteen_bit))])
+        body = tvm_ffi.structural_map(func.body,
+                                      [(tirx.BufferStore, lambda store: _masked_odd_store(store, sixteen_bit))])
         return func if body.same_as(func.body) else func.with_body(body)
 
     return tvm.tirx.transform.prim_func_pass(rewrite, opt_level=0, name="dwc.MaskedOddStores")

@@ -54,7 +54,8 @@ def measure_layer(name: str, spec: Any, build_nchw: Callable[[Any, bool], Any], 
         errors[kind] = float(np.max(np.abs(result - reference)) / np.max(np.abs(reference)))
         if errors[kind] > MAX_RELATIVE_ERROR:
             raise AssertionError(f"{name} {kind}: max relative error {errors[kind]:.3g}")
-    calls = {kind: (lambda kernel=kernel, data=data: kernel.call(data, weights)) for kind, (kernel, data) in kernels.items()}
+    calls = {kind: (lambda kernel=kernel, data=data: kernel.call(data, weights))
+             for kind, (kernel, data) in kernels.items()}
     samples = interleaved_rounds(calls, rounds, WARMUP_CALLS, TIMED_CALLS)
     return {"layer": name, "median_us": {kind: statistics.median(values) for kind, values in samples.items()},
             "new_over_old": median_ratio(samples[NEW], samples[OLD]),
@@ -79,8 +80,9 @@ def results_table(rows: list[dict[str, Any]], new_label: str, old_label: str) ->
         medians = row["median_us"]
         table.append(f"| {row['layer']} | {medians[NEW]:.1f} | {medians[OLD]:.1f} | {medians[NHWC]:.1f} | "
                      f"{row['new_over_old']:.2f}x | {row['new_over_nhwc']:.2f}x | {row['old_over_nhwc']:.2f}x |")
-    table += ["", f"Geomean NCHW / NHWC: {statistics.geometric_mean([r['new_over_nhwc'] for r in rows]):.2f}x with "
-                  f"{new_label}, {statistics.geometric_mean([r['old_over_nhwc'] for r in rows]):.2f}x with {old_label}."]
+    new_geomean = statistics.geometric_mean([row["new_over_nhwc"] for row in rows])
+    old_geomean = statistics.geometric_mean([row["old_over_nhwc"] for row in rows])
+    table += ["", f"Geomean NCHW / NHWC: {new_geomean:.2f}x with {new_label}, {old_geomean:.2f}x with {old_label}."]
     return table
 
 
