@@ -7,6 +7,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from ..workloads import MOBILENET_V2
+
 
 def write_chart(report: dict[str, Any], path: Path) -> None:
     """Bars of each implementation's time relative to dwc, one panel per thread count."""
@@ -92,11 +94,17 @@ VARIANT_RATIOS = (
 
 
 def _variant_lines(layers: dict[str, Any]) -> list[str]:
-    """Geomean and range of each ratio between dwc's variants present in `layers`."""
+    """Geomean and range of each ratio between dwc's variants present in `layers`: over the
+    MobileNetV2 layers among them, and over all of them."""
     lines = []
     for key, label in VARIANT_RATIOS:
-        values = [layer[key] for layer in layers.values() if key in layer]
-        if values:
-            geomean = math.exp(statistics.fmean(math.log(v) for v in values))
-            lines.append(f"- {label}: {geomean:.2f}x geomean ({min(values):.2f}-{max(values):.2f}x).")
+        parts = []
+        for scope, names in (("the MobileNetV2 layers", [name for name in layers if name in MOBILENET_V2]),
+                             ("all workloads", list(layers))):
+            values = [layers[name][key] for name in names if key in layers[name]]
+            if values:
+                geomean = math.exp(statistics.fmean(math.log(v) for v in values))
+                parts.append(f"{geomean:.2f}x geomean over {scope} ({min(values):.2f}-{max(values):.2f}x)")
+        if parts:
+            lines.append(f"- {label}: {'; '.join(parts)}.")
     return lines + [""] if lines else []
