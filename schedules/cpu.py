@@ -297,8 +297,8 @@ def schedule_nchw(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearc
     the small planes' time: without it 14x14x384-s1 took 0.56x the time, 7x7x960 0.50x,
     14x14x576-s2 0.51x, 28x28x192-s2 0.62x, 112x112x96-s2 0.66x, 56x56x144-s1 0.88x
     (``benchmarks/results/nchw-windows-20261201-1954.md``, 1 thread, 201 rounds). One layer
-    loses: 56x56x144-s2, 1.12x (1.01-1.21x over four runs, for no reason found: 64x64 and 112x112
-    planes at stride 2 gain, 0.89x and 0.60x in quick checks).
+    loses: 56x56x144-s2, 1.12x (1.01-1.21x over four runs, for no reason found: 64x64 and 96x96
+    planes at stride 2 gain, 0.89x and 0.60x in quick checks, and 112x112x96-s2 0.66x above).
     With `search`, the register tile (rows, vectors per block) is sampled around `tiling`.
     """
     pad, conv, epilogue = sch.get_sblock(BLOCK_PAD), sch.get_sblock(BLOCK_CONV), sch.get_sblock(BLOCK_EPILOGUE)
