@@ -287,12 +287,11 @@ def _contiguous_pieces(load: Any) -> Any:
     """A strided vector load (stride 2 to :data:`MAX_SHUFFLED_STRIDE`) as contiguous masked loads
     and a shuffle (:func:`_masked_vector_load`), else `load`."""
     from tvm import tirx
-    from tvm.ir import TensorLoad
 
-    if (not isinstance(load, TensorLoad) or len(load.indices) != 1 or not isinstance(load.indices[0], tirx.Ramp)
-            or not 2 <= (_as_int(load.indices[0].stride) or 0) <= MAX_SHUFFLED_STRIDE):
+    ramp = load.indices[-1]
+    if not isinstance(ramp, tirx.Ramp) or not 2 <= (_as_int(ramp.stride) or 0) <= MAX_SHUFFLED_STRIDE:
         return load
-    pieces = _masked_vector_load(load, None)
+    pieces = _masked_vector_load(load, None)  # which checks the rest
     return load if pieces is None else pieces
 
 

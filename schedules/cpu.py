@@ -308,8 +308,8 @@ def schedule_nchw(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearc
     row_tile, row_in_tile = split_tile(sch, row, tiling.tile_rows, search, MAX_SAMPLED_NCHW_ROWS)
     col_vectors, col_lane = sch.split(col, [None, tiling.vector_lanes])
     col_block, col_vector = split_tile(sch, col_vectors, tiling.vectors_per_block, search, MAX_SAMPLED_VECTORS)
-    copied = not masked_windows or spec.strides[1] > MAX_SHUFFLED_STRIDE
-    channel_group, channel_in_group = sch.split(channel, [None, planes_per_copy(spec) if copied else 1])
+    from_input = windows_from_input(spec, masked_windows)
+    channel_group, channel_in_group = sch.split(channel, [None, 1 if from_input else planes_per_copy(spec)])
     sch.reorder(batch, channel_group, channel_in_group, row_tile, col_block, row_in_tile, col_vector, col_lane)
     plane = sch.fuse(batch, channel_group)
     sch.parallel(plane)
@@ -322,11 +322,24 @@ def schedule_nchw(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearc
         store_real_columns(sch, store, row_tile)
         # The epilogue's bias and activation move into the store, on the real columns only.
         sch.compute_inline(epilogue)
-    if copied:
-        padded_plane(sch, pad, plane, spec)
-    else:
-        sch.compute_inline(pad)
+    padded_input(sch, pad, plane, spec, from_input)
     return sch
+
+
+def windows_from_input(spec: DepthwiseSpec, masked_windows: bool) -> bool:
+    """Whether NCHW windows of `spec` are read from the input under masks (the rule allows it,
+    `masked_windows`, and its column stride is one dwc's pass makes contiguous pieces of) rather
+    than from a copy of the padded plane."""
+    return masked_windows and spec.strides[1] <= MAX_SHUFFLED_STRIDE
+
+
+def padded_input(sch, pad, loop, spec: DepthwiseSpec, from_input: bool) -> None:
+    """The ``pad`` block of an NCHW schedule: inlined into the window sums (`from_input`, see
+    :func:`windows_from_input`), else the padded input under `loop` copied (:func:`padded_plane`)."""
+    if from_input:
+        sch.compute_inline(pad)
+    else:
+        padded_plane(sch, pad, loop, spec)
 
 
 def whole_vector_rows(sch, epilogue, spec: DepthwiseSpec):

@@ -29,10 +29,9 @@ from ..ops.depthwise import sum_width
 from ..ops.primfunc import (BLOCK_CONV, BLOCK_DEPTHWISE, BLOCK_EPILOGUE, BLOCK_PAD, BLOCK_POINTWISE,
                             accumulator_dtype)
 from ..ops.separable import SeparableSpec
-from ..tir_passes import MAX_SHUFFLED_STRIDE
 from .base import as_schedule, sums_in_registers
 from .cpu import (CpuTiling, TileSearch, accumulate_in_registers, filter_per_multiple, largest_divisor_at_most,
-                  padded_plane, split_tile, vector_lanes_for)
+                  padded_input, split_tile, vector_lanes_for, windows_from_input)
 
 # The largest tiles the design space samples.
 MAX_SAMPLED_PIXEL_ROWS = 4
@@ -254,10 +253,7 @@ def schedule_separable_nchw(sch, spec: SeparableSpec, tiling: SeparableTiling, s
     sch.vectorize(col_lane)
     accumulate_in_registers(sch, conv, col_vectors, depthwise, CpuTiling(tiling.lanes, 1, tiling.tile_rows),
                             tile_loops=1)
-    if masked_windows and depthwise.strides[1] <= MAX_SHUFFLED_STRIDE:
-        sch.compute_inline(pad)
-    else:
-        padded_plane(sch, pad, middle_channel, depthwise)
+    padded_input(sch, pad, middle_channel, depthwise, windows_from_input(depthwise, masked_windows))
     return sch
 
 

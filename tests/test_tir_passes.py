@@ -28,11 +28,13 @@ def _copy_loop(extent: int, stride: int, write_step: int = 1, same_buffer: bool 
     return tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), size
 
 
-def _count(mod, node_type) -> int:
+def _count(mod, node_type, where=None) -> int:
+    """How many nodes of `node_type` (those for which `where` holds, if given) `mod`'s main holds."""
     import tvm_ffi
 
     found = []
-    tvm_ffi.structural_walk(mod["main"], ((node_type, lambda node: found.append(node)),))
+    tvm_ffi.structural_walk(mod["main"], ((node_type, lambda node: found.append(node)
+                                           if where is None or where(node) else None),))
     return len(found)
 
 
@@ -180,29 +182,22 @@ def _select_of_load(lanes: int, stride: int = 1):
 def _masked_loads(mod) -> int:
     """How many ``llvm.masked.load`` calls `mod`'s main makes."""
     import tvm
-    import tvm_ffi
 
     intrinsic = tvm.target.codegen.llvm_lookup_intrinsic_id("llvm.masked.load")
-    found = []
-    tvm_ffi.structural_walk(mod["main"], ((tvm.ir.Call, lambda call: found.append(call)
-                                           if call.op.same_as(tvm.ir.Op.get("tirx.call_llvm_intrin"))
-                                           and int(call.args[0].value) == intrinsic else None),))
-    return len(found)
+    return _count(mod, tvm.ir.Call, lambda call: call.op.same_as(tvm.ir.Op.get("tirx.call_llvm_intrin"))
+                  and int(call.args[0].value) == intrinsic)
 
 
 def test_vector_select_of_a_load_is_loaded_under_its_mask():
     """A vector Select of 0 and a contiguous load becomes one masked load with a zero
     pass-through (no Select left); of a strided load (stride s), s contiguous masked loads and a
     shuffle."""
-    import tvm_ffi
     from tvm import tirx
 
     for lanes, stride, loads in ((16, 1, 1), (16, 2, 2), (8, 3, 3)):
         rewritten = masked_select_loads()(_select_of_load(lanes, stride))
         assert _masked_loads(rewritten) == loads
-        selects = []
-        tvm_ffi.structural_walk(rewritten["main"], ((tirx.Select, lambda select: selects.append(select)),))
-        assert not selects
+        assert _count(rewritten, tirx.Select) == 0
         assert "T.Broadcast(T.float32(0.0)" in rewritten.script()  # the pass-through
 
 
@@ -414,13 +409,10 @@ def _row_store(lanes: int, target_dict: dict):
 
 
 def _masked_stores(mod) -> int:
+    """How many ``tirx.masked_store`` calls `mod`'s main makes."""
     import tvm
-    import tvm_ffi
 
-    found = []
-    tvm_ffi.structural_walk(mod["main"], ((tvm.ir.Call, lambda call: found.append(call)
-                                           if call.op.same_as(tvm.ir.Op.get("tirx.masked_store")) else None),))
-    return len(found)
+    return _count(mod, tvm.ir.Call, lambda call: call.op.same_as(tvm.ir.Op.get("tirx.masked_store")))
 
 
 @pytest.mark.parametrize("lanes, masked", [(14, True), (7, True), (16, False), (8, False)])
