@@ -86,7 +86,6 @@ def measure(name, spec, rounds: int) -> dict:
     place_medians = [statistics.median(samples[("kernel", place, 0)]) for place in PLACES]
     kernel = kernels["kernel"]
     return {"layer": name, "schedule": kernel.schedule, "has_variants": kernel.loaded.aligned_entries is not None,
-            "variants_single_thread": bool(kernel.loaded.aligned_entries and kernel.loaded.aligned_entries.single_thread),
             "aligned_us": statistics.median(aligned),
             "over_aligned": {offset: ratios[("kernel", offset)] for offset in OFFSETS[1:]},
             "without_variants_over_aligned": ({offset: ratios[("without variants", offset)] for offset in OFFSETS[1:]}
@@ -122,7 +121,7 @@ def main() -> None:
              "+48 B / aligned | without the variants: +16 / +32 / +48 B | slowest / fastest place, aligned |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
-        variants = ("one thread" if row["variants_single_thread"] else "yes") if row["has_variants"] else "no"
+        variants = "yes" if row["has_variants"] else "no"
         without = row["without_variants_over_aligned"]
         table.append(f"| {row['layer']} | {row['schedule']} | {variants} | {row['aligned_us']:.1f} | "
                      + " | ".join(cell(row["over_aligned"][offset]) for offset in OFFSETS[1:]) + " | "

@@ -42,11 +42,18 @@ On AVX-512, :func:`masked_odd_stores` makes a vector store whose lane count is n
 (an NCHW row of 14 or 7 columns, which LLVM splits into 8 + 4 + 2 lanes) one store of the next
 power of two under a k-mask: 14x14x384-s1 NCHW 0.84x the time, 7x7x960 0.85x, 28x28x192-s2
 0.89x (1 thread, 61 interleaved rounds, quick checks, with TVM's masked loads and a select).
+The stored row is computed on the whole vector where its parts allow (:func:`_widened`: the
+register tile's sums are rounded up to whole vectors), with x86's own min and max for a fused
+ReLU/ReLU6. Shuffled out from the odd width, the epilogue's clip made LLVM narrow the window
+sums to the odd width, and the loads they share across rows then spilled: 14x14x384-s1 NCHW
+with bias + ReLU6 took 1.47x the plain kernel's time, 1.15x computed on whole vectors
+(``benchmarks/results/epilogue-overhead-*.md``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 CHUNK_LANES = 16  # output lanes per shuffle: one AVX-512 float32 vector
@@ -338,10 +345,12 @@ def masked_select_loads():
     return tvm.tirx.transform.prim_func_pass(rewrite, opt_level=0, name="dwc.MaskedSelectLoads")
 
 
-def _masked_odd_store(store: Any, sixteen_bit: bool) -> Any:
+def _masked_odd_store(store: Any, sixteen_bit: bool, allocated: frozenset = frozenset()) -> Any:
     """`store` (a ``tirx.BufferStore``) of a vector of contiguous float elements whose lane count
     is no power of two (a row of 14 or 7 columns) as one masked store of the next power of two
-    lanes, else `store`; 16-bit elements only with `sixteen_bit` (AVX512BW's masked stores)."""
+    lanes, else `store`; 16-bit elements only with `sixteen_bit` (AVX512BW's masked stores). The
+    value is computed on the whole vector where it reads only buffers in `allocated`
+    (:func:`_widened`)."""
     from tvm import tirx
     from tvm.tirx.op import masked_store
 
@@ -353,10 +362,74 @@ def _masked_odd_store(store: Any, sixteen_bit: bool) -> Any:
             or element not in ("float32", "float64", *(("float16",) if sixteen_bit else ()))):
         return store
     whole = _power_of_two_at_least(lanes)
-    # A shuffle has at most its inputs' lanes: the value twice, its last lane repeated to fill.
-    value = tirx.Shuffle([store.value, store.value], [min(lane, lanes - 1) for lane in range(whole)])
+    value = _widened(store.value, whole, allocated)
+    if value is None:
+        # A shuffle has at most its inputs' lanes: the value twice, its last lane repeated to fill.
+        value = tirx.Shuffle([store.value, store.value], [min(lane, lanes - 1) for lane in range(whole)])
     return tirx.Evaluate(masked_store(store.buffer, value, tirx.Ramp(store.indices[0].base, 1, whole),
                                       _lanes_mask(whole, lanes)))
+
+
+_ELEMENTWISE = ("Add", "Sub", "Mul", "Div", "Min", "Max")
+
+
+def _widened(value: Any, whole: int, allocated: frozenset) -> Any:
+    """`value` (a float vector expression of an odd-width row store) computed on `whole` lanes,
+    its first lanes the same, or None where a part of it cannot be. It may hold: loads of
+    contiguous lanes at a constant index of a buffer the kernel allocates itself (one of
+    `allocated`) that holds `whole` elements from there (the register tile's sums,
+    rounded up to whole vectors: the lanes added are its own, not another thread's or past an
+    argument's end), broadcasts, and float element-wise arithmetic and casts.
+
+    Shuffled to whole lanes from the odd width instead, a fused epilogue's ``max``/``min`` over
+    the row made LLVM narrow the whole window sum to the odd width, and with it the loads the
+    sums share across rows: their live ranges then spilled (14x14 planes, bias + ReLU6)."""
+    from tvm import tirx
+    from tvm.ir import TensorLoad
+
+    lanes = value.ty.dtype.lanes
+    if lanes == 1:
+        return value
+    if not str(value.ty.dtype).startswith("float"):
+        return None
+    if isinstance(value, tirx.Broadcast):
+        return tirx.Broadcast(value.value, whole)
+    if isinstance(value, TensorLoad):
+        ramp = value.indices[-1] if len(value.indices) == 1 else None
+        base = _as_int(ramp.base) if isinstance(ramp, tirx.Ramp) and _as_int(ramp.stride) == 1 else None
+        extents = [_as_int(extent) for extent in value.source.shape]
+        if (base is None or None in extents or base + whole > math.prod(extents)
+                or not any(value.source.same_as(buffer) for buffer in allocated)):
+            return None
+        return tirx.BufferLoad(value.source, [tirx.Ramp(ramp.base, 1, whole)])
+    if isinstance(value, tirx.Cast):
+        inner = _widened(value.value, whole, allocated)
+        return None if inner is None else tirx.Cast(f"{str(value.ty.dtype).split('x')[0]}x{whole}", inner)
+    kind = type(value).__name__
+    if kind in _ELEMENTWISE and isinstance(value, getattr(tirx, kind)):
+        a, b = _widened(value.a, whole, allocated), _widened(value.b, whole, allocated)
+        if a is None or b is None:
+            return None
+        intrinsic = _x86_min_max.get((kind, str(a.ty.dtype)))
+        if intrinsic is not None:
+            name, *extra = intrinsic
+            return tirx.call_llvm_pure_intrin(str(a.ty.dtype), name, a, b, *(tirx.const(e, "int32") for e in extra))
+        return type(value)(a, b)
+    return None
+
+
+# x86's min and max of float vectors, as LLVM intrinsics (and their rounding argument: 4, the
+# current direction). TVM writes ``min(a, b)`` as ``a < b ? a : b`` and ``max`` as ``a > b ? a : b``,
+# which is what MINPS/MAXPS compute, NaN and signed zeros included. Under a masked store LLVM
+# takes the masked-off lanes of such a select's bound as free, and no longer matched the select
+# to one instruction: a compare and a blend for each ``min``.
+_x86_min_max = {
+    (kind, f"{element}x{lanes}"): (f"llvm.x86.{isa}.{kind.lower()}.{suffix}", *extra)
+    for kind in ("Min", "Max")
+    for element, lanes, isa, suffix, extra in (
+        ("float32", 16, "avx512", "ps.512", (4,)), ("float64", 8, "avx512", "pd.512", (4,)),
+        ("float32", 8, "avx", "ps.256", ()), ("float64", 4, "avx", "pd.256", ()),
+        ("float32", 4, "sse", "ps", ()), ("float64", 2, "sse2", "pd", ()))}
 
 
 def masked_odd_stores():
@@ -370,8 +443,11 @@ def masked_odd_stores():
         if not _llvm_target_has(func, "avx512f"):
             return func
         sixteen_bit = _llvm_target_has(func, "avx512bw")
-        body = tvm_ffi.structural_map(func.body,
-                                      [(tirx.BufferStore, lambda store: _masked_odd_store(store, sixteen_bit))])
+        allocations = []
+        tvm_ffi.structural_walk(func.body, ((tirx.AllocBuffer, lambda node: allocations.append(node.buffer)),))
+        allocated = frozenset(allocations)
+        body = tvm_ffi.structural_map(func.body, [(tirx.BufferStore, lambda store: _masked_odd_store(
+            store, sixteen_bit, allocated))])
         return func if body.same_as(func.body) else func.with_body(body)
 
     return tvm.tirx.transform.prim_func_pass(rewrite, opt_level=0, name="dwc.MaskedOddStores")

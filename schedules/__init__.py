@@ -35,8 +35,8 @@ def apply_rules(func: Any, spec: Any, target: Any, tunable: bool = False, hand_d
 
 def aligned_variants(spec: Any, target: Any, main: Any) -> AlignedVariants:
     """The kernels of `spec` for inputs off a vector boundary on `target`, given the schedule of
-    ``main`` (``by_offset``, ``{offset in bytes: (channel blocks, make)}``, and whether they are
-    for one thread only), from the first rule that has them; without any where none does."""
+    ``main`` (``by_offset``, ``{offset in bytes: (channel blocks, make)}``), from the first rule
+    that has them; without any where none does."""
     for rule in RULES:
         variants = getattr(rule, "aligned_variants", None)
         found = variants(spec, target, main) if variants is not None else None

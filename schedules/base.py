@@ -24,13 +24,9 @@ class AlignedVariants:
     Attributes:
         by_offset: ``{offset in bytes past a vector boundary: (channel blocks, make)}``,
             ``make()`` returning the variant's schedule; empty where there are none.
-        single_thread: the variants run channel blocks in parallel, as their ``main`` does, and
-            are for calls on one thread only: with the output at the input's offset, two
-            threads would share a cache line of every pixel.
     """
 
     by_offset: dict[int, tuple[Any, Callable[[], Any]]]
-    single_thread: bool = False
 
 
 def as_schedule(func: Any):

@@ -219,8 +219,9 @@ def channel_blocks_outer(spec: DepthwiseSpec, tiling: CpuTiling) -> bool:
     between the cores at each store (in a quick check, 7x7x960 with its output 16 bytes past a
     boundary took 2.7x the time at 2 threads). Kernels for inputs off a vector boundary place their
     output at the input's offset: they take their ``main``'s order as given (``schedule_nhwc``'s
-    `channels_first`), and those that run channel blocks in parallel serve calls on one thread
-    only (``x86.aligned_variants``).
+    `channels_first`); those that run channel blocks in parallel start each pixel's blocks at
+    the last aligned one, so that the blocks whose lines are shared fall to one thread
+    (``ops/channel_blocks.py``).
     """
     line = CACHE_LINE_BYTES
     blocks = spec.in_channels // tiling.block
@@ -356,7 +357,9 @@ def whole_vector_rows(sch, epilogue, spec: DepthwiseSpec):
     activation belong in that store (the schedule inlines them there): applied to the widened
     row, the padding lane of each vector was dead, LLVM made that lane of the bound 6 poison,
     and no longer matched the minimum (a compare and a blend for each ``vminps``: 7x7x960 with
-    ReLU6 1.11x the plain kernel, 1.06x as stored).
+    ReLU6 1.11x the plain kernel, 1.06x as stored). On AVX-512, dwc's pass that makes such a
+    store one masked store also computes it on the whole vector, clipping with x86's own min and
+    max (``tir_passes._widened``), so that LLVM keeps the sums whole.
     """
     width, padded = spec.out_width, sum_width(spec)
     if spec.data_format != "NCHW" or padded == width:

@@ -12,8 +12,7 @@ never better. NCHW vectorizes along output columns instead, with up to 8 rows pe
 tile is then the whole plane; 1 thread, Emerald Rapids, 21 paired rounds). For NHWC inputs off a
 vector boundary (NumPy's arrays), ``aligned_variants`` adds kernels whose channel blocks start
 at the input's first vector boundary, with the register tile of the kernel for aligned inputs,
-where the split loads cost more than the block of extra work they take (for kernels that run
-channel blocks in parallel, on one thread only).
+where the split loads cost more than the block of extra work they take.
 """
 
 from __future__ import annotations
@@ -61,10 +60,13 @@ def default_tiling(spec: DepthwiseSpec, target) -> CpuTiling:
 # for a misaligned line, and the lean call hands kernels without variants an aligned output. A
 # variant with row tiles in parallel then lost where the usual kernel runs channel blocks in
 # parallel (7x7x960: 1.08-1.15x the time of the usual kernel with an aligned output, quick
-# checks). Variants of such kernels run channel blocks in parallel too, for one thread only: at
-# 2 threads they took 1.58-1.86x the aligned input's time on 14x14x384-s1, 14x14x576-s1 and
+# checks). Variants of such kernels run channel blocks in parallel too. In the blocks' own order
+# they took 1.58-1.86x the aligned input's time at 2 threads on 14x14x384-s1, 14x14x576-s1 and
 # 7x7x960 (the usual kernel 1.13-1.24x; a quick check, 11 rounds, inputs at 8 places each), two
-# threads writing the lines of the output at the input's offset that hold two pixels. Measured
+# threads writing the lines of the output at the input's offset that hold two pixels, and ran on
+# one thread only; with the blocks that share lines first (ops/channel_blocks.py), 0.81x, 0.96x
+# and 0.90x the usual kernel's time at 2 threads, 1.02x, 0.98x and 0.97x the aligned input's
+# (input 16 bytes past a boundary, 41 rounds, a quick check). Measured
 # in benchmarks/results/alignment-placements-20261201-1721.md (1 thread, 11 rounds, each
 # offset's inputs at 8 places in a page; time over the aligned inputs', with / without the
 # variants): 14x14x384-s1 1.07-1.09 / 1.15-1.18, 14x14x576-s1 1.01-1.08 / 1.22-1.25, 7x7x960
@@ -93,12 +95,12 @@ def aligned_variants(spec: Any, target: Any, main: Any) -> AlignedVariants | Non
     one), made when first needed (making one costs ~0.1 s); None (not mine) unless `target` is
     of the x86 family.
 
-    Where ``main`` runs row tiles in parallel, so do they, for any number of threads; where it
-    runs channel blocks in parallel (small planes at stride 1), so do they, for one thread only
-    (:class:`AlignedVariants`). Without any where they do not pay (tiles of several rows at row
-    stride 1 under row tiles in parallel, and the limits beside ``MIN_LOADS_PER_OUTPUT``), and for
-    NCHW, a channel multiplier, or channels that are no whole number of vectors (the pixels'
-    offsets then differ)."""
+    Where ``main`` runs row tiles in parallel, so do they; where it runs channel blocks in
+    parallel (small planes at stride 1), so do they, starting each pixel's blocks at the last
+    aligned one so that no two threads write one line of the output (``ops/channel_blocks.py``).
+    Without any where they do not pay (tiles of several rows at row stride 1 under row tiles in
+    parallel, and the limits beside ``MIN_LOADS_PER_OUTPUT``), and for NCHW, a channel
+    multiplier, or channels that are no whole number of vectors (the pixels' offsets then differ)."""
     if target.family != "x86":
         return None
     if not isinstance(spec, DepthwiseSpec) or spec.data_format != "NHWC" or spec.multiplier != 1:
@@ -116,9 +118,10 @@ def aligned_variants(spec: Any, target: Any, main: Any) -> AlignedVariants | Non
         return AlignedVariants({})
     variants = {}
     for offset in range(ALIGNED_OFFSET_STEP_BYTES, vector_bytes, ALIGNED_OFFSET_STEP_BYTES):
-        blocks = ChannelBlocks.for_tile(lanes, offset // spec.itemsize, spec.in_channels, tiling.vectors_per_block)
+        blocks = ChannelBlocks.for_tile(lanes, offset // spec.itemsize, spec.in_channels, tiling.vectors_per_block,
+                                        shared_lines_first=channels_outer)
         variants[offset] = (blocks, functools.partial(_schedule_variant, spec, blocks, tiling, channels_outer))
-    return AlignedVariants(variants, single_thread=channels_outer)
+    return AlignedVariants(variants)
 
 
 def _schedule_variant(spec: DepthwiseSpec, blocks: ChannelBlocks, tiling: CpuTiling, channels_outer: bool):

@@ -45,6 +45,33 @@ def test_channel_blocks_cover_every_channel_with_aligned_interior_blocks():
     assert {start + lane for start in starts for lane in range(16)} == set(range(64))
     # Blocks for a tile of 2 repeat the last one to make a whole tile.
     assert _block_starts(ChannelBlocks.for_tile(16, 4, 64, blocks_per_tile=2)) == [0, 12, 28, 44, 48, 48]
+    # With the blocks that share lines first: from the last aligned block, round the pixel.
+    assert _block_starts(ChannelBlocks.for_tile(16, 4, 64, 1, shared_lines_first=True)) == [44, 48, 0, 12, 28]
+    assert _block_starts(ChannelBlocks.for_tile(16, 4, 64, 2, shared_lines_first=True)) == [44, 48, 48, 0, 12, 28]
+
+
+def _lines_written(blocks: ChannelBlocks, tiles, offset_bytes: int, pixels: int) -> set[int]:
+    """The 64-byte lines of a float32 output at `offset_bytes` past a line that the register tiles
+    `tiles` (of ``blocks``, one block each) write over `pixels` pixels."""
+    return {(offset_bytes + 4 * (pixel * blocks.channels + start + lane)) // 64
+            for pixel in range(pixels) for tile in tiles
+            for start in [_block_starts(blocks)[tile]] for lane in range(blocks.lanes)}
+
+
+@pytest.mark.parametrize("threads", [2, 3, 4])
+@pytest.mark.parametrize("phase", [4, 8, 12])
+def test_threads_of_channel_parallel_variants_share_no_output_line(threads, phase):
+    """Split as TVM's parallel loop splits them (contiguous ranges of ceil(n / threads)), the
+    blocks of 7x7x960's variants (60 vectors) write disjoint output lines per thread, where in
+    their own order two threads shared lines."""
+    def shared(blocks):
+        chunk = -(-blocks.count // threads)
+        parts = [range(start, min(start + chunk, blocks.count)) for start in range(0, blocks.count, chunk)]
+        written = [_lines_written(blocks, part, 4 * phase, pixels=3) for part in parts]
+        return any(written[a] & written[b] for a in range(len(parts)) for b in range(a + 1, len(parts)))
+
+    assert not shared(ChannelBlocks.for_tile(16, phase, 960, 1, shared_lines_first=True))
+    assert shared(ChannelBlocks.for_tile(16, phase, 960, 1))
 
 
 @pytest.mark.parametrize("target", ["host", "x86-avx2"])
@@ -146,19 +173,25 @@ def test_exported_kernel_keeps_its_variants(tmp_path):
     result = loaded(data, weights)
     assert result.ctypes.data % 64 == 16
     assert max_relative_error(result, loaded.spec.reference(data, weights)) <= TOLERANCES["float32"]
-    # Variants for one thread only say so in the manifest, and keep to one thread once loaded.
-    single = MOBILENET_V2["mbv2-14x14x384-s1"]
-    exported = dwc.build(single, "x86-avx512").export(tmp_path / "single.so")
-    assert json.loads(exported.with_name("single.so.json").read_text())["aligned_entries"]["single_thread"] is True
-    reloaded = dwc.load(exported)
-    assert reloaded.loaded.aligned_entries.single_thread
-    single_weights = _filled(single.filter_shape, "float32", 0, seed=1)
-    single_input = _filled(single.input_shape, "float32", 16, seed=0)
-    for threads, output_offset in ((1, 16), (2, 0)):
-        with dwc.num_threads(threads):
-            result = reloaded(single_input, single_weights)
-            assert result.ctypes.data % 64 == output_offset
-            assert max_relative_error(result, single.reference(single_input, single_weights)) <= TOLERANCES["float32"]
+    # A kernel that runs channel blocks in parallel runs its variants on any number of threads;
+    # a module whose manifest marks them for one thread (an older dwc's) keeps them to one.
+    channel_parallel = MOBILENET_V2["mbv2-14x14x384-s1"]
+    exported = dwc.build(channel_parallel, "x86-avx512").export(tmp_path / "channels.so")
+    channels_manifest = json.loads(exported.with_name("channels.so.json").read_text())
+    assert "single_thread" not in channels_manifest["aligned_entries"]
+    channel_weights = _filled(channel_parallel.filter_shape, "float32", 0, seed=1)
+    channel_input = _filled(channel_parallel.input_shape, "float32", 16, seed=0)
+    expected = channel_parallel.reference(channel_input, channel_weights)
+    for single_thread, offsets in ((False, (16, 16)), (True, (16, 0))):
+        channels_manifest["aligned_entries"]["single_thread"] = single_thread
+        exported.with_name("channels.so.json").write_text(json.dumps(channels_manifest))
+        reloaded = dwc.load(exported)
+        assert reloaded.loaded.aligned_entries.single_thread is single_thread
+        for threads, output_offset in zip((1, 2), offsets):
+            with dwc.num_threads(threads):
+                result = reloaded(channel_input, channel_weights)
+                assert result.ctypes.data % 64 == output_offset
+                assert max_relative_error(result, expected) <= TOLERANCES["float32"]
     # A module whose manifest has no variants (an older dwc's) runs main for every input.
     del manifest["aligned_entries"]
     library.with_name("k.so.json").write_text(json.dumps(manifest))
@@ -194,10 +227,10 @@ def test_no_variants_where_they_do_not_pay(why, spec):
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype, epilogue", [("float32", {}), ("float64", {"bias": True, "activation": "relu6"})],
                          ids=["float32", "float64-bias-relu6"])
-def test_variants_of_channel_parallel_kernels_run_on_one_thread_only(threads, dtype, epilogue):
-    """14x14x384-s1 runs channel blocks in parallel; its variants (for one thread) run on one
-    thread, writing the output at the input's offset, and ``main`` (an aligned output) on two;
-    both give the reference's result, through the lean call and the checked one."""
+def test_variants_of_channel_parallel_kernels_run_on_any_number_of_threads(threads, dtype, epilogue):
+    """14x14x384-s1 runs channel blocks in parallel; so do its variants, on one thread or two,
+    writing the output at the input's offset, with the reference's result, through the lean call
+    and the checked one."""
     skip_unless_this_cpu_runs("x86-avx512")
     dwc.clear_kernel_cache()  # a kernel fresh from its build: no variant compiled yet
     spec = MOBILENET_V2["mbv2-14x14x384-s1"]
@@ -205,7 +238,7 @@ def test_variants_of_channel_parallel_kernels_run_on_one_thread_only(threads, dt
     bias = [_filled((spec.out_channels,), dtype, 0, seed=2)] if epilogue else []
     kernel = dwc.depthwise_kernel(_filled(spec.input_shape, dtype, 0, 0), weights, 1, "SAME", target="x86-avx512",
                                   bias=bias[0] if bias else None, activation=epilogue.get("activation"))
-    assert kernel.loaded.aligned_entries is not None and kernel.loaded.aligned_entries.single_thread
+    assert kernel.loaded.aligned_entries is not None and not kernel.loaded.aligned_entries.single_thread
     vector_bytes = kernel.loaded.aligned_entries.vector_bytes
     with dwc.num_threads(threads):
         for offset in kernel.loaded.aligned_entries.names:
@@ -214,8 +247,8 @@ def test_variants_of_channel_parallel_kernels_run_on_one_thread_only(threads, dt
             lean, checked = kernel(data, weights, *bias), kernel._checked_call((data, weights, *bias), None)
             for result in (lean, checked):
                 assert max_relative_error(result, expected) <= TOLERANCES[dtype]
-                assert result.ctypes.data % vector_bytes == (offset if threads == 1 else 0)
-    assert set(kernel.loaded.aligned_invokes) == (set(kernel.loaded.aligned_entries.names) if threads == 1 else set())
+                assert result.ctypes.data % vector_bytes == offset
+    assert set(kernel.loaded.aligned_invokes) == set(kernel.loaded.aligned_entries.names)
 
 
 def test_the_layer_those_differ_from_has_variants():

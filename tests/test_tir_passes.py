@@ -394,16 +394,26 @@ def test_nchw_kernels_with_masked_windows_match_the_reference(case, target):
                             dilations=dilations)
 
 
-def _row_store(lanes: int, target_dict: dict):
-    """A PrimFunc storing ``source[0:lanes] * 2`` into ``result[3:3 + lanes]`` for `target_dict`."""
+def _row_store(lanes: int, target_dict: dict, source_base: int = 0, relu6: bool = False, local: bool = False):
+    """A PrimFunc storing ``source[base:base + lanes] * 2`` (then clipped to [0, 6] with
+    `relu6`, as TVM's max and min) into ``result[3:3 + lanes]`` for `target_dict`; with `local`,
+    read from a buffer of the function's own that ``source`` is first copied into."""
     import tvm
     from tvm import tirx
 
     source = tirx.decl_buffer((32,), "float32", name="source")
     result = tirx.decl_buffer((32,), "float32", name="result")
-    value = tirx.BufferLoad(source, [tirx.Ramp(tirx.const(0, "int32"), 1, lanes)]) * tirx.Broadcast(
+    read = tirx.decl_buffer((32,), "float32", name="local") if local else source
+    value = tirx.BufferLoad(read, [tirx.Ramp(tirx.const(source_base, "int32"), 1, lanes)]) * tirx.Broadcast(
         tirx.const(2, "float32"), lanes)
+    if relu6:
+        value = tirx.Min(tirx.Max(value, tirx.Broadcast(tirx.const(0, "float32"), lanes)),
+                         tirx.Broadcast(tirx.const(6, "float32"), lanes))
     body = tirx.BufferStore(result, value, [tirx.Ramp(tirx.const(3, "int32"), 1, lanes)])
+    if local:
+        whole = tirx.Ramp(tirx.const(0, "int32"), 1, 32)
+        body = tirx.SeqStmt([tirx.AllocBuffer(read), tirx.BufferStore(read, tirx.BufferLoad(source, [whole]), [whole]),
+                             body])
     func = tirx.PrimFunc([source, result], body).with_attr("global_symbol", "main")
     return tvm.IRModule({"main": func.with_attr("target", tvm.target.Target(target_dict))})
 
@@ -434,6 +444,64 @@ def test_odd_width_stores_become_one_masked_store_on_avx512(lanes, masked):
     expected = np.full(32, -1.0, "float32")
     expected[3:3 + lanes] = 2 * values[:lanes]
     np.testing.assert_array_equal(result.numpy(), expected)
+
+
+def _x86_min_max_calls(mod) -> int:
+    """How many calls of x86's vector min and max intrinsics `mod`'s main makes."""
+    import tvm
+
+    intrinsics = {tvm.get_global_func("target.llvm_lookup_intrinsic_id")(f"llvm.x86.avx512.{kind}.ps.512")
+                  for kind in ("min", "max")}
+    return _count(mod, tvm.ir.Call, lambda call: call.op.same_as(tvm.ir.Op.get("tirx.call_llvm_pure_intrin"))
+                  and int(call.args[0].value) in intrinsics)
+
+
+@pytest.mark.parametrize("source_base, local, widened", [(0, True, True), (18, True, False), (0, False, False)],
+                         ids=["own-buffer-with-room", "no-room", "argument"])
+def test_odd_width_epilogue_is_computed_on_whole_vectors(source_base, local, widened):
+    """A 14-lane store of a clipped row becomes one masked 16-lane store whose value is computed
+    on 16 lanes, max and min as x86's intrinsics, where the row comes from a buffer of the
+    kernel's own holding 16 elements from its start (else the 14-lane value is shuffled out to
+    16: an argument's next elements may be another thread's); either way it writes the 14 lanes
+    and nothing else, with TVM's max and min (NaN gives the bound, -0 against 0 gives 0)."""
+    import tvm
+    from tvm import tirx
+
+    from helpers import skip_unless_this_cpu_runs
+
+    avx512 = {"kind": "llvm", "mcpu": "skylake-avx512"}
+    rewritten = masked_odd_stores()(_row_store(14, avx512, source_base, relu6=True, local=local))
+    assert _masked_stores(rewritten) == 1
+    assert _x86_min_max_calls(rewritten) == (2 if widened else 0)
+    assert (_count(rewritten, tirx.Min) == 0) == widened
+    skip_unless_this_cpu_runs("x86-avx512")
+    lib = tvm.compile(_row_store(14, avx512, source_base, relu6=True, local=local), target=avx512,
+                      tir_pipeline=register_cpu_pipeline())
+    values = np.linspace(-8, 8, 32).astype("float32")
+    values[source_base:source_base + 4] = [np.nan, -0.0, 3.0, np.inf]
+    result = tvm.runtime.tensor(np.full(32, -1.0, "float32"))
+    lib["main"](tvm.runtime.tensor(values), result)
+    doubled = 2 * values[source_base:source_base + 14]
+    kept = np.where(doubled > 0, doubled, np.float32(0))  # TVM's max: a > b ? a : b
+    expected = np.full(32, -1.0, "float32")
+    expected[3:17] = np.where(kept < 6, kept, np.float32(6))  # TVM's min: a < b ? a : b
+    np.testing.assert_array_equal(result.numpy(), expected)
+    assert not np.signbit(result.numpy()[4])  # max(-0, 0) is the second operand, +0
+
+
+def test_nchw_fused_epilogue_keeps_whole_vector_sums():
+    """The x86-avx512 NCHW kernel of 14x14x384-s1 with bias + ReLU6 sums whole 16-lane rows (LLVM
+    had narrowed them to the 14 stored lanes, and spilled the window loads) and clips each row
+    with one max and one min (no compare and blend)."""
+    import dwc_compiler as dwc
+
+    spec = dwc.DepthwiseSpec.create((1, 384, 14, 14), (3, 3, 384, 1), 1, "SAME", "NCHW", with_bias=True,
+                                    activation="relu6")
+    kernel = dwc.build(spec, "x86-avx512", use_records=False)
+    ir, asm = kernel.inspect_source("ll"), kernel.inspect_source("asm")
+    assert "fmuladd.v16f32" in ir and "fmuladd.v14f32" not in ir
+    assert asm.count("vminps") == asm.count("vmaxps") > 0
+    assert "vblendmps" not in asm and "vcmpltps" not in asm
 
 
 def test_nchw_rows_of_14_are_stored_as_one_masked_vector():

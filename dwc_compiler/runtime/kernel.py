@@ -61,9 +61,11 @@ class AlignedEntries:
     Attributes:
         vector_bytes: the vector's size; an input's offset is its address modulo this.
         names: function name by offset in bytes (the others take ``main``).
-        single_thread: the functions are for calls on one thread only (``main`` takes the others):
-            they run channel blocks in parallel with their output at the input's offset, where
-            two threads would share a cache line of every pixel.
+        single_thread: the functions are for calls on one thread only (``main`` takes the others),
+            as a module's manifest says: dwc wrote it for the variants of kernels that run
+            channel blocks in parallel, whose blocks in their own order had two threads share a
+            cache line of every pixel, before it started them at the last aligned block
+            (``ops/channel_blocks.py``). Modules exported since run them on any number.
     """
 
     vector_bytes: int
