@@ -94,7 +94,9 @@ def measure(name, spec, data_format, rounds: int) -> dict:
     }
     reference = plain_kernel.spec.reference(data, weights) + bias.reshape((1, 1, 1, -1) if data_format == "NHWC"
                                                                          else (1, -1, 1, 1))
-    error = float(np.max(np.abs(calls["api_fused"]() - np.clip(reference, 0, 6))) / np.max(np.abs(reference)))
+    scale = np.max(np.abs(reference))
+    error = max(float(np.max(np.abs(calls["api_fused"]() - np.clip(reference, 0, 6))) / scale),
+                float(np.max(np.abs(relu_kernel.call(data, weights, bias) - np.maximum(reference, 0))) / scale))
     samples = interleaved_rounds(calls, rounds, WARMUP_CALLS, TIMED_CALLS)
     medians = {kind: statistics.median(values) for kind, values in samples.items()}
     return {"layer": name, "data_format": data_format, "plain_us": medians["plain"], "fused_us": medians["fused"],
@@ -121,7 +123,7 @@ def main() -> None:
     method = (f"{threads} thread(s), plain NumPy arrays (not realigned); fused / plain as Kernel.call(out=) of the "
               f"API's kernels writing one output array (the epilogue's cost), and as whole "
               f"dwc_compiler.depthwise_conv2d calls each writing its own outputs (placement too); {rounds} "
-              f"interleaved rounds of the four calls (reversed every other round), each block {WARMUP_CALLS} warm-up "
+              f"interleaved rounds of the five calls (reversed every other round), each block {WARMUP_CALLS} warm-up "
               f"calls then {TIMED_CALLS} timed calls (block mean); times are medians over rounds, ratios the medians "
               f"of the per-round ratios")
     table = ["| layer | layout | plain (us) | fused (us) | fused / plain, one output | "

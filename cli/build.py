@@ -43,7 +43,7 @@ def command(target_name: str, spec, output: Path, records_dir: Path | None, no_r
     aligned = kernel.loaded.aligned_entries
     if aligned is not None:
         offsets = ", ".join(str(offset) for offset in sorted(aligned.names))
-        threads = " on one thread" if aligned.single_thread else ""
+        threads = "" if aligned.max_threads is None else f" on up to {aligned.max_threads} threads"
         click.echo(f"  inputs   {offsets} bytes past a {aligned.vector_bytes}-byte boundary run kernels of their own"
                    f"{threads}")
     click.echo(f"  workload {spec.workload_key}, {spec.flops / 1e6:.1f} MFLOP, {spec.min_bytes_moved / 1e6:.2f} MB moved")

@@ -66,7 +66,7 @@ def with_aligned_variants(schedule: Any, spec: Any, target: TargetInfo) -> tuple
     (blocks, _), *_ = variants.by_offset.values()
     source = AlignedSource(schedule.mod["main"],
                            {names[offset]: make for offset, (_, make) in variants.by_offset.items()})
-    return source, AlignedEntries(blocks.lanes * spec.itemsize, names)
+    return source, AlignedEntries(blocks.lanes * spec.itemsize, names, variants.max_threads)
 
 
 class AlignedSource:

@@ -61,17 +61,18 @@ def get_num_threads() -> int:
     return _current_threads or max_threads()
 
 
-def single_threaded() -> bool:
-    """Whether dwc's CPU kernels run on one thread (cheap: the lean call asks on every call of a
-    kernel whose functions for inputs off a vector boundary are for one thread only)."""
-    return _current_threads == 1 if _current_threads is not None else _pool_of_one()
+def threads_at_most(limit: int) -> bool:
+    """Whether dwc's CPU kernels run on at most `limit` threads (cheap: the lean call asks on
+    every call of a kernel whose functions for inputs off a vector boundary serve calls on up to
+    so many threads)."""
+    return (_current_threads if _current_threads is not None else _pool_size()) <= limit
 
 
 @functools.cache
-def _pool_of_one() -> bool:
+def _pool_size() -> int:
     # TVM sizes its pool once, when its runtime loads: reading the environment on every call
     # would cost a few tenths of a microsecond on the lean call's path.
-    return max_threads() == 1
+    return max_threads()
 
 
 @contextlib.contextmanager

@@ -46,7 +46,7 @@ The stored row is computed on the whole vector where its parts allow (:func:`_wi
 register tile's sums are rounded up to whole vectors), with x86's own min and max for a fused
 ReLU/ReLU6. Shuffled out from the odd width, the epilogue's clip made LLVM narrow the window
 sums to the odd width, and the loads they share across rows then spilled: 14x14x384-s1 NCHW
-with bias + ReLU6 took 1.47x the plain kernel's time, 1.15x computed on whole vectors
+with bias + ReLU6 took 1.47x the plain kernel's time, 1.13x computed on whole vectors
 (``benchmarks/results/epilogue-overhead-*.md``).
 """
 
@@ -370,16 +370,14 @@ def _masked_odd_store(store: Any, sixteen_bit: bool, allocated: frozenset = froz
                                       _lanes_mask(whole, lanes)))
 
 
-_ELEMENTWISE = ("Add", "Sub", "Mul", "Div", "Min", "Max")
-
-
 def _widened(value: Any, whole: int, allocated: frozenset) -> Any:
     """`value` (a float vector expression of an odd-width row store) computed on `whole` lanes,
     its first lanes the same, or None where a part of it cannot be. It may hold: loads of
     contiguous lanes at a constant index of a buffer the kernel allocates itself (one of
-    `allocated`) that holds `whole` elements from there (the register tile's sums,
-    rounded up to whole vectors: the lanes added are its own, not another thread's or past an
-    argument's end), broadcasts, and float element-wise arithmetic and casts.
+    `allocated`) that holds `whole` elements from there (in dwc's schedules the register
+    tile's sums, rounded up to whole vectors: the lanes added are read, never stored, and lie
+    in the buffer, where past an argument's end they might not), broadcasts, and float
+    element-wise arithmetic and casts.
 
     Shuffled to whole lanes from the odd width instead, a fused epilogue's ``max``/``min`` over
     the row made LLVM narrow the whole window sum to the odd width, and with it the loads the
@@ -405,12 +403,11 @@ def _widened(value: Any, whole: int, allocated: frozenset) -> Any:
     if isinstance(value, tirx.Cast):
         inner = _widened(value.value, whole, allocated)
         return None if inner is None else tirx.Cast(f"{str(value.ty.dtype).split('x')[0]}x{whole}", inner)
-    kind = type(value).__name__
-    if kind in _ELEMENTWISE and isinstance(value, getattr(tirx, kind)):
+    if isinstance(value, (tirx.Add, tirx.Sub, tirx.Mul, tirx.Div, tirx.Min, tirx.Max)):
         a, b = _widened(value.a, whole, allocated), _widened(value.b, whole, allocated)
         if a is None or b is None:
             return None
-        intrinsic = _x86_min_max.get((kind, str(a.ty.dtype)))
+        intrinsic = _X86_MIN_MAX.get((type(value).__name__, str(a.ty.dtype)))
         if intrinsic is not None:
             name, *extra = intrinsic
             return tirx.call_llvm_pure_intrin(str(a.ty.dtype), name, a, b, *(tirx.const(e, "int32") for e in extra))
@@ -423,7 +420,7 @@ def _widened(value: Any, whole: int, allocated: frozenset) -> Any:
 # which is what MINPS/MAXPS compute, NaN and signed zeros included. Under a masked store LLVM
 # takes the masked-off lanes of such a select's bound as free, and no longer matched the select
 # to one instruction: a compare and a blend for each ``min``.
-_x86_min_max = {
+_X86_MIN_MAX = {
     (kind, f"{element}x{lanes}"): (f"llvm.x86.{isa}.{kind.lower()}.{suffix}", *extra)
     for kind in ("Min", "Max")
     for element, lanes, isa, suffix, extra in (

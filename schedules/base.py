@@ -24,9 +24,11 @@ class AlignedVariants:
     Attributes:
         by_offset: ``{offset in bytes past a vector boundary: (channel blocks, make)}``,
             ``make()`` returning the variant's schedule; empty where there are none.
+        max_threads: the variants serve calls on up to so many threads (None: any number).
     """
 
     by_offset: dict[int, tuple[Any, Callable[[], Any]]]
+    max_threads: int | None = None
 
 
 def as_schedule(func: Any):

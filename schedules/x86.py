@@ -97,7 +97,8 @@ def aligned_variants(spec: Any, target: Any, main: Any) -> AlignedVariants | Non
 
     Where ``main`` runs row tiles in parallel, so do they; where it runs channel blocks in
     parallel (small planes at stride 1), so do they, starting each pixel's blocks at the last
-    aligned one so that no two threads write one line of the output (``ops/channel_blocks.py``).
+    aligned one so that no two threads write one line of the output, for calls on up to
+    ``max_threads`` threads (``ops/channel_blocks.py``; 14x14x384-s1: 8).
     Without any where they do not pay (tiles of several rows at row stride 1 under row tiles in
     parallel, and the limits beside ``MIN_LOADS_PER_OUTPUT``), and for NCHW, a channel
     multiplier, or channels that are no whole number of vectors (the pixels' offsets then differ)."""
@@ -121,12 +122,15 @@ def aligned_variants(spec: Any, target: Any, main: Any) -> AlignedVariants | Non
         blocks = ChannelBlocks.for_tile(lanes, offset // spec.itemsize, spec.in_channels, tiling.vectors_per_block,
                                         shared_lines_first=channels_outer)
         variants[offset] = (blocks, functools.partial(_schedule_variant, spec, blocks, tiling, channels_outer))
-    return AlignedVariants(variants)
+    # Every offset has as many blocks per pixel: one limit serves them all.
+    limit = blocks.max_threads(spec.batch, tiling.vectors_per_block) if channels_outer else None
+    return AlignedVariants(variants, limit)
 
 
 def _schedule_variant(spec: DepthwiseSpec, blocks: ChannelBlocks, tiling: CpuTiling, channels_outer: bool):
-    # The loop order `aligned_variants` decided (and flagged): with row tiles in parallel no two
-    # threads write one line of the output at the input's offset.
+    # The loop order `aligned_variants` decided: with row tiles in parallel no two threads write
+    # one line of the output at the input's offset; with channel blocks in parallel, none up to
+    # the variants' `max_threads` (ops/channel_blocks.py).
     return schedule_nhwc(as_schedule(prim_func(spec, blocks)), spec, tiling, channels_first=channels_outer)
 
 

@@ -58,20 +58,26 @@ def _lines_written(blocks: ChannelBlocks, tiles, offset_bytes: int, pixels: int)
             for start in [_block_starts(blocks)[tile]] for lane in range(blocks.lanes)}
 
 
-@pytest.mark.parametrize("threads", [2, 3, 4])
-@pytest.mark.parametrize("phase", [4, 8, 12])
-def test_threads_of_channel_parallel_variants_share_no_output_line(threads, phase):
-    """Split as TVM's parallel loop splits them (contiguous ranges of ceil(n / threads)), the
-    blocks of 7x7x960's variants (60 vectors) write disjoint output lines per thread, where in
-    their own order two threads shared lines."""
-    def shared(blocks):
-        chunk = -(-blocks.count // threads)
-        parts = [range(start, min(start + chunk, blocks.count)) for start in range(0, blocks.count, chunk)]
-        written = [_lines_written(blocks, part, 4 * phase, pixels=3) for part in parts]
-        return any(written[a] & written[b] for a in range(len(parts)) for b in range(a + 1, len(parts)))
+def _threads_share_a_line(blocks: ChannelBlocks, threads: int, phase: int) -> bool:
+    """Whether two of `threads` threads write one output line, the blocks split as TVM's
+    parallel loop splits them (contiguous ranges of ceil(n / threads))."""
+    chunk = -(-blocks.count // threads)
+    parts = [range(start, min(start + chunk, blocks.count)) for start in range(0, blocks.count, chunk)]
+    written = [_lines_written(blocks, part, 4 * phase, pixels=3) for part in parts]
+    return any(written[a] & written[b] for a in range(len(parts)) for b in range(a + 1, len(parts)))
 
-    assert not shared(ChannelBlocks.for_tile(16, phase, 960, 1, shared_lines_first=True))
-    assert shared(ChannelBlocks.for_tile(16, phase, 960, 1))
+
+@pytest.mark.parametrize("channels, limit", [(384, 8), (576, 12), (960, 20)])
+@pytest.mark.parametrize("phase", [4, 8, 12])
+def test_threads_of_channel_parallel_variants_share_no_output_line(channels, limit, phase):
+    """The blocks of the channel-parallel variants (14x14x384, 14x14x576, 7x7x960) write
+    disjoint output lines per thread on up to `max_threads` threads, and share one on a thread
+    more; in their own order two threads shared lines."""
+    blocks = ChannelBlocks.for_tile(16, phase, channels, 1, shared_lines_first=True)
+    assert blocks.max_threads(batch=1, blocks_per_tile=1) == limit
+    assert not any(_threads_share_a_line(blocks, threads, phase) for threads in range(2, limit + 1))
+    assert _threads_share_a_line(blocks, limit + 1, phase)
+    assert _threads_share_a_line(ChannelBlocks.for_tile(16, phase, channels, 1), 2, phase)
 
 
 @pytest.mark.parametrize("target", ["host", "x86-avx2"])
@@ -173,20 +179,22 @@ def test_exported_kernel_keeps_its_variants(tmp_path):
     result = loaded(data, weights)
     assert result.ctypes.data % 64 == 16
     assert max_relative_error(result, loaded.spec.reference(data, weights)) <= TOLERANCES["float32"]
-    # A kernel that runs channel blocks in parallel runs its variants on any number of threads;
-    # a module whose manifest marks them for one thread (an older dwc's) keeps them to one.
+    # A kernel that runs channel blocks in parallel runs its variants on up to the threads its
+    # manifest names (8 for 14x14x384-s1); one whose manifest marks them for one thread only (an
+    # older dwc's) keeps them to one.
     channel_parallel = MOBILENET_V2["mbv2-14x14x384-s1"]
     exported = dwc.build(channel_parallel, "x86-avx512").export(tmp_path / "channels.so")
     channels_manifest = json.loads(exported.with_name("channels.so.json").read_text())
-    assert "single_thread" not in channels_manifest["aligned_entries"]
+    assert channels_manifest["aligned_entries"]["max_threads"] == 8
     channel_weights = _filled(channel_parallel.filter_shape, "float32", 0, seed=1)
     channel_input = _filled(channel_parallel.input_shape, "float32", 16, seed=0)
     expected = channel_parallel.reference(channel_input, channel_weights)
-    for single_thread, offsets in ((False, (16, 16)), (True, (16, 0))):
-        channels_manifest["aligned_entries"]["single_thread"] = single_thread
-        exported.with_name("channels.so.json").write_text(json.dumps(channels_manifest))
+    older = {key: value for key, value in channels_manifest["aligned_entries"].items() if key != "max_threads"}
+    for entries, limit, offsets in ((channels_manifest["aligned_entries"], 8, (16, 16)),
+                                    ({**older, "single_thread": True}, 1, (16, 0))):
+        exported.with_name("channels.so.json").write_text(json.dumps({**channels_manifest, "aligned_entries": entries}))
         reloaded = dwc.load(exported)
-        assert reloaded.loaded.aligned_entries.single_thread is single_thread
+        assert reloaded.loaded.aligned_entries.max_threads == limit
         for threads, output_offset in zip((1, 2), offsets):
             with dwc.num_threads(threads):
                 result = reloaded(channel_input, channel_weights)
@@ -227,10 +235,10 @@ def test_no_variants_where_they_do_not_pay(why, spec):
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype, epilogue", [("float32", {}), ("float64", {"bias": True, "activation": "relu6"})],
                          ids=["float32", "float64-bias-relu6"])
-def test_variants_of_channel_parallel_kernels_run_on_any_number_of_threads(threads, dtype, epilogue):
-    """14x14x384-s1 runs channel blocks in parallel; so do its variants, on one thread or two,
-    writing the output at the input's offset, with the reference's result, through the lean call
-    and the checked one."""
+def test_variants_of_channel_parallel_kernels_run_on_several_threads(threads, dtype, epilogue):
+    """14x14x384-s1 runs channel blocks in parallel; so do its variants, on one thread or two (of
+    up to 8 in float32, 16 in float64), writing the output at the input's offset, with the reference's result, through the
+    lean call and the checked one."""
     skip_unless_this_cpu_runs("x86-avx512")
     dwc.clear_kernel_cache()  # a kernel fresh from its build: no variant compiled yet
     spec = MOBILENET_V2["mbv2-14x14x384-s1"]
@@ -238,7 +246,8 @@ def test_variants_of_channel_parallel_kernels_run_on_any_number_of_threads(threa
     bias = [_filled((spec.out_channels,), dtype, 0, seed=2)] if epilogue else []
     kernel = dwc.depthwise_kernel(_filled(spec.input_shape, dtype, 0, 0), weights, 1, "SAME", target="x86-avx512",
                                   bias=bias[0] if bias else None, activation=epilogue.get("activation"))
-    assert kernel.loaded.aligned_entries is not None and not kernel.loaded.aligned_entries.single_thread
+    limit = {"float32": 8, "float64": 16}[dtype]  # 24 or 48 vectors a pixel (ChannelBlocks.max_threads)
+    assert kernel.loaded.aligned_entries is not None and kernel.loaded.aligned_entries.max_threads == limit
     vector_bytes = kernel.loaded.aligned_entries.vector_bytes
     with dwc.num_threads(threads):
         for offset in kernel.loaded.aligned_entries.names:

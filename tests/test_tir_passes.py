@@ -394,21 +394,22 @@ def test_nchw_kernels_with_masked_windows_match_the_reference(case, target):
                             dilations=dilations)
 
 
-def _row_store(lanes: int, target_dict: dict, source_base: int = 0, relu6: bool = False, local: bool = False):
+def _row_store(lanes: int, target_dict: dict, source_base: int = 0, relu6: bool = False, local: bool = False,
+               dtype: str = "float32"):
     """A PrimFunc storing ``source[base:base + lanes] * 2`` (then clipped to [0, 6] with
     `relu6`, as TVM's max and min) into ``result[3:3 + lanes]`` for `target_dict`; with `local`,
     read from a buffer of the function's own that ``source`` is first copied into."""
     import tvm
     from tvm import tirx
 
-    source = tirx.decl_buffer((32,), "float32", name="source")
-    result = tirx.decl_buffer((32,), "float32", name="result")
-    read = tirx.decl_buffer((32,), "float32", name="local") if local else source
+    source = tirx.decl_buffer((32,), dtype, name="source")
+    result = tirx.decl_buffer((32,), dtype, name="result")
+    read = tirx.decl_buffer((32,), dtype, name="local") if local else source
     value = tirx.BufferLoad(read, [tirx.Ramp(tirx.const(source_base, "int32"), 1, lanes)]) * tirx.Broadcast(
-        tirx.const(2, "float32"), lanes)
+        tirx.const(2, dtype), lanes)
     if relu6:
-        value = tirx.Min(tirx.Max(value, tirx.Broadcast(tirx.const(0, "float32"), lanes)),
-                         tirx.Broadcast(tirx.const(6, "float32"), lanes))
+        value = tirx.Min(tirx.Max(value, tirx.Broadcast(tirx.const(0, dtype), lanes)),
+                         tirx.Broadcast(tirx.const(6, dtype), lanes))
     body = tirx.BufferStore(result, value, [tirx.Ramp(tirx.const(3, "int32"), 1, lanes)])
     if local:
         whole = tirx.Ramp(tirx.const(0, "int32"), 1, 32)
@@ -446,45 +447,50 @@ def test_odd_width_stores_become_one_masked_store_on_avx512(lanes, masked):
     np.testing.assert_array_equal(result.numpy(), expected)
 
 
-def _x86_min_max_calls(mod) -> int:
-    """How many calls of x86's vector min and max intrinsics `mod`'s main makes."""
+def _x86_min_max_calls(mod, suffix: str) -> int:
+    """How many calls of x86's vector min and max intrinsics of `suffix` (``avx512.*.ps.512``)
+    `mod`'s main makes."""
     import tvm
 
-    intrinsics = {tvm.get_global_func("target.llvm_lookup_intrinsic_id")(f"llvm.x86.avx512.{kind}.ps.512")
+    intrinsics = {tvm.get_global_func("target.llvm_lookup_intrinsic_id")(f"llvm.x86.{suffix.replace('*', kind)}")
                   for kind in ("min", "max")}
     return _count(mod, tvm.ir.Call, lambda call: call.op.same_as(tvm.ir.Op.get("tirx.call_llvm_pure_intrin"))
                   and int(call.args[0].value) in intrinsics)
 
 
-@pytest.mark.parametrize("source_base, local, widened", [(0, True, True), (18, True, False), (0, False, False)],
+@pytest.mark.parametrize("lanes, dtype, suffix", [(14, "float32", "avx512.*.ps.512"), (7, "float32", "avx.*.ps.256"),
+                                                  (7, "float64", "avx512.*.pd.512")], ids=["14xf32", "7xf32", "7xf64"])
+@pytest.mark.parametrize("at_end, local, widened", [(False, True, True), (True, True, False), (False, False, False)],
                          ids=["own-buffer-with-room", "no-room", "argument"])
-def test_odd_width_epilogue_is_computed_on_whole_vectors(source_base, local, widened):
-    """A 14-lane store of a clipped row becomes one masked 16-lane store whose value is computed
-    on 16 lanes, max and min as x86's intrinsics, where the row comes from a buffer of the
-    kernel's own holding 16 elements from its start (else the 14-lane value is shuffled out to
-    16: an argument's next elements may be another thread's); either way it writes the 14 lanes
-    and nothing else, with TVM's max and min (NaN gives the bound, -0 against 0 gives 0)."""
+def test_odd_width_epilogue_is_computed_on_whole_vectors(at_end, local, widened, lanes, dtype, suffix):
+    """A store of 14 or 7 lanes of a clipped row becomes one masked store of 16 or 8 lanes whose
+    value is computed on the whole vector, max and min as x86's intrinsics, where the row comes
+    from a buffer of the kernel's own holding the whole vector from its start (else the odd-width
+    value is shuffled out: an argument's next elements may lie past its end); either way it
+    writes the row's lanes and nothing else, with TVM's max and min (NaN gives the bound, -0
+    against 0 gives 0)."""
     import tvm
     from tvm import tirx
 
     from helpers import skip_unless_this_cpu_runs
 
     avx512 = {"kind": "llvm", "mcpu": "skylake-avx512"}
-    rewritten = masked_odd_stores()(_row_store(14, avx512, source_base, relu6=True, local=local))
+    base = 32 - lanes if at_end else 0  # at the end, the whole vector would run past the buffer
+    rewritten = masked_odd_stores()(_row_store(lanes, avx512, base, relu6=True, local=local, dtype=dtype))
     assert _masked_stores(rewritten) == 1
-    assert _x86_min_max_calls(rewritten) == (2 if widened else 0)
+    assert _x86_min_max_calls(rewritten, suffix) == (2 if widened else 0)
     assert (_count(rewritten, tirx.Min) == 0) == widened
     skip_unless_this_cpu_runs("x86-avx512")
-    lib = tvm.compile(_row_store(14, avx512, source_base, relu6=True, local=local), target=avx512,
+    lib = tvm.compile(_row_store(lanes, avx512, base, relu6=True, local=local, dtype=dtype), target=avx512,
                       tir_pipeline=register_cpu_pipeline())
-    values = np.linspace(-8, 8, 32).astype("float32")
-    values[source_base:source_base + 4] = [np.nan, -0.0, 3.0, np.inf]
-    result = tvm.runtime.tensor(np.full(32, -1.0, "float32"))
+    values = np.linspace(-8, 8, 32).astype(dtype)
+    values[base:base + 4] = [np.nan, -0.0, 3.0, np.inf]
+    result = tvm.runtime.tensor(np.full(32, -1.0, dtype))
     lib["main"](tvm.runtime.tensor(values), result)
-    doubled = 2 * values[source_base:source_base + 14]
-    kept = np.where(doubled > 0, doubled, np.float32(0))  # TVM's max: a > b ? a : b
-    expected = np.full(32, -1.0, "float32")
-    expected[3:17] = np.where(kept < 6, kept, np.float32(6))  # TVM's min: a < b ? a : b
+    doubled = 2 * values[base:base + lanes]
+    kept = np.where(doubled > 0, doubled, 0).astype(dtype)  # TVM's max: a > b ? a : b
+    expected = np.full(32, -1.0, dtype)
+    expected[3:3 + lanes] = np.where(kept < 6, kept, 6)  # TVM's min: a < b ? a : b
     np.testing.assert_array_equal(result.numpy(), expected)
     assert not np.signbit(result.numpy()[4])  # max(-0, 0) is the second operand, +0
 

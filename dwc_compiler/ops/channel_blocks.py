@@ -22,7 +22,8 @@ pixel's first block: where threads split those blocks between them, two cores wr
 for every pixel (at 2 threads 1.58-1.86x the time of an aligned input on the small MobileNetV2
 layers). Such kernels start the positions at the last aligned block (``first``) and go round
 the pixel from there: the blocks that share lines come first, together, and every range
-boundary falls between two aligned blocks, each of whole lines.
+boundary falls between two aligned blocks, each of whole lines, up to a number of threads
+(:meth:`ChannelBlocks.max_threads`: with more, the first range no longer holds them all).
 """
 
 from __future__ import annotations
@@ -73,6 +74,21 @@ class ChannelBlocks:
         vectors = channels // lanes
         return cls(lanes, phase, channels, cls.count_for(vectors, blocks_per_tile),
                    vectors - 1 if shared_lines_first else 0)
+
+    def max_threads(self, batch: int, blocks_per_tile: int) -> int:
+        """The most threads that, splitting the ``batch * count / blocks_per_tile`` register
+        tiles of a channel-parallel kernel as TVM's parallel loop does (contiguous ranges of
+        ``ceil(tiles / threads)``), keep the blocks that share output lines (the first
+        ``count - channels / lanes + 3`` positions: the last aligned block, the last ones, the
+        first two) in one range, on this many threads and on any fewer."""
+        tiles = self.count // blocks_per_tile
+        shared = -(-(self.count - self.channels // self.lanes + 3) // blocks_per_tile)  # tiles
+        extent = batch * tiles
+        for threads in range(2, extent + 1):
+            chunk = -(-extent // threads)
+            if any(0 < start % tiles < shared for start in range(chunk, extent, chunk)):
+                return threads - 1
+        return extent
 
     @property
     def extent(self) -> int:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import InvalidArgumentError
 from ..files import atomic_path, sha256_of
-from ..threads import single_threaded
+from ..threads import threads_at_most
 from .arrays import check_out, empty_aligned, prepare_array, random_arguments
 from .lean_call import MISSING, make_checked_call, make_lean_call
 from .manifest import manifest_for, write_manifest
@@ -61,16 +61,16 @@ class AlignedEntries:
     Attributes:
         vector_bytes: the vector's size; an input's offset is its address modulo this.
         names: function name by offset in bytes (the others take ``main``).
-        single_thread: the functions are for calls on one thread only (``main`` takes the others),
-            as a module's manifest says: dwc wrote it for the variants of kernels that run
-            channel blocks in parallel, whose blocks in their own order had two threads share a
-            cache line of every pixel, before it started them at the last aligned block
-            (``ops/channel_blocks.py``). Modules exported since run them on any number.
+        max_threads: the functions serve calls on up to so many threads (``main`` takes the
+            others; None: any number): those that run channel blocks in parallel keep the blocks
+            whose output lines are shared on one thread up to a number of threads
+            (``ops/channel_blocks.py``). A manifest of an older dwc's says ``single_thread``
+            instead, read as 1.
     """
 
     vector_bytes: int
     names: dict[int, str]
-    single_thread: bool = False
+    max_threads: int | None = None
 
     @staticmethod
     def name_for(offset: int) -> str:
@@ -80,15 +80,16 @@ class AlignedEntries:
     def to_dict(self) -> dict[str, Any]:
         """The manifest's form."""
         form = {"vector_bytes": self.vector_bytes, "names": {str(offset): name for offset, name in self.names.items()}}
-        return {**form, "single_thread": True} if self.single_thread else form
+        return form if self.max_threads is None else {**form, "max_threads": self.max_threads}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "AlignedEntries | None":
         """The manifest's form read back (None for a manifest without: a module with ``main`` only)."""
         if not data:
             return None
+        limit = data.get("max_threads", 1 if data.get("single_thread") else None)
         return cls(int(data["vector_bytes"]), {int(offset): str(name) for offset, name in data["names"].items()},
-                   bool(data.get("single_thread", False)))
+                   None if limit is None else int(limit))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,7 +201,7 @@ class Kernel:
         if entries is None:
             return make_lean_call(names, self._invoke, self._outputs.take, checked)
         return make_lean_call(names, self._invoke, self._outputs.take, checked, self.loaded.aligned_invokes,
-                              entries.names, entries.vector_bytes, self.aligned_function, entries.single_thread)
+                              entries.names, entries.vector_bytes, self.aligned_function, entries.max_threads)
 
     def _checked_call(self, inputs: tuple, out: Any) -> Any:
         """The call with every argument checked in Python, copied where it must be (`inputs`
@@ -218,7 +219,7 @@ class Kernel:
             return self._invoke(*inputs, out=out)
         arrays = [prepare_array(value, argument) for value, argument in zip(inputs, self._inputs)]
         entries = self.loaded.aligned_entries
-        usable = entries is not None and (not entries.single_thread or single_threaded())
+        usable = entries is not None and (entries.max_threads is None or threads_at_most(entries.max_threads))
         offset = arrays[0].ctypes.data % entries.vector_bytes if usable else 0
         run = self.aligned_function(offset)
         if run is None:

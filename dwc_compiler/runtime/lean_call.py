@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..threads import single_threaded
+from ..threads import threads_at_most
 
 # What TVM's compiled function raises for an argument it refuses (dtype, shape, strides, device:
 # TypeError or ValueError; an array DLPack cannot export, read-only or byte-swapped: BufferError;
@@ -87,7 +87,7 @@ def call({parameters}, *extra, out=None):
 _RESERVED = frozenset({
     "call", "extra", "out", "MISSING", "REFUSALS", "ADDRESS_REFUSALS", "invoke", "take", "checked", "ndarray",
     "by_offset", "names_by_offset", "vector_bytes", "function_for", "from_dlpack", "run", "offset", "first",
-    "result", "argument", "single_threaded"})
+    "result", "argument", "threads_at_most", "max_threads"})
 
 
 def _parameters(names: list[str]) -> list[str]:
@@ -114,7 +114,7 @@ def make_checked_call(names: list[str], checked: Callable[[tuple, Any], Any]) ->
 def make_lean_call(names: list[str], invoke: Callable[..., Any], take: Callable[[int], tuple],
                    checked: Callable[[tuple, Any], Any], by_offset: dict[int, Callable[..., Any]] | None = None,
                    names_by_offset: dict[int, str] | None = None, vector_bytes: int = 0,
-                   function_for: Callable[[int], Any] | None = None, single_thread: bool = False) -> Callable[..., Any]:
+                   function_for: Callable[[int], Any] | None = None, max_threads: int | None = None) -> Callable[..., Any]:
     """The lean call of a kernel whose input arguments are `names` (in order).
 
     Args:
@@ -128,13 +128,13 @@ def make_lean_call(names: list[str], invoke: Callable[..., Any], take: Callable[
         names_by_offset: the offsets that have a function (the keys it will have).
         vector_bytes: the vector's size, the modulus of the input's address.
         function_for: compiles (or finds) the function for an offset on its first use.
-        single_thread: those functions are for calls on one thread only.
+        max_threads: those functions serve calls on up to so many threads (None: any number).
     """
     parameters = _parameters(names)
     joined = ", ".join(parameters)
     pick = (_MAIN if by_offset is None else _BY_OFFSET).format(name=parameters[0], names=joined)
-    if by_offset is not None and single_thread:  # on more threads, main (and an aligned output) for every input
-        pick = ("        if not single_threaded():\n" + textwrap.indent(_MAIN.format(name=parameters[0]), "    ")
+    if by_offset is not None and max_threads is not None:  # on more threads, main (an aligned output) for every input
+        pick = ("        if not threads_at_most(max_threads):\n" + textwrap.indent(_MAIN.format(name=parameters[0]), "    ")
                 + "        else:\n" + textwrap.indent(pick, "    "))
     source = _TEMPLATE.format(parameters=", ".join(f"{name}=MISSING" for name in parameters), last=parameters[-1],
                               pick=pick.rstrip("\n"), rest="".join(f", {name}" for name in parameters[1:]),
@@ -143,7 +143,7 @@ def make_lean_call(names: list[str], invoke: Callable[..., Any], take: Callable[
         "MISSING": MISSING, "REFUSALS": REFUSALS, "ADDRESS_REFUSALS": (*REFUSALS, AttributeError),
         "invoke": invoke, "take": take, "checked": checked, "ndarray": np.ndarray,
         "by_offset": by_offset, "names_by_offset": names_by_offset, "vector_bytes": vector_bytes,
-        "function_for": function_for, "single_threaded": single_threaded}
+        "function_for": function_for, "threads_at_most": threads_at_most, "max_threads": max_threads}
     if by_offset is not None:
         import tvm_ffi
 
