@@ -58,11 +58,6 @@ def epilogue_ops_per_fma(kernel) -> float:
     return sum(count for mnemonic, count in mnemonics.items() if EPILOGUE_OPS.match(mnemonic)) / max(fmas, 1)
 
 
-def added_per_fma(plain, fused) -> float:
-    """The vector instructions per FMA that `fused` has beyond `plain` (:func:`epilogue_ops_per_fma`)."""
-    return epilogue_ops_per_fma(fused) - epilogue_ops_per_fma(plain)
-
-
 def _nchw(shape):
     batch, height, width, channels = shape
     return (batch, channels, height, width)
@@ -97,13 +92,14 @@ def measure(name, spec, data_format, rounds: int) -> dict:
     scale = np.max(np.abs(reference))
     error = max(float(np.max(np.abs(calls["api_fused"]() - np.clip(reference, 0, 6))) / scale),
                 float(np.max(np.abs(relu_kernel.call(data, weights, bias) - np.maximum(reference, 0))) / scale))
+    plain_ops = epilogue_ops_per_fma(plain_kernel)  # the vector ops per FMA the fused kernels add beyond these
     samples = interleaved_rounds(calls, rounds, WARMUP_CALLS, TIMED_CALLS)
     medians = {kind: statistics.median(values) for kind, values in samples.items()}
     return {"layer": name, "data_format": data_format, "plain_us": medians["plain"], "fused_us": medians["fused"],
             "ratio": median_ratio(samples["fused"], samples["plain"]),
             "relu_ratio": median_ratio(samples["relu"], samples["plain"]),
-            "added_per_fma": added_per_fma(plain_kernel, fused_kernel),
-            "relu_added_per_fma": added_per_fma(plain_kernel, relu_kernel),
+            "added_per_fma": epilogue_ops_per_fma(fused_kernel) - plain_ops,
+            "relu_added_per_fma": epilogue_ops_per_fma(relu_kernel) - plain_ops,
             "api_plain_us": medians["api_plain"], "api_fused_us": medians["api_fused"],
             "api_ratio": median_ratio(samples["api_fused"], samples["api_plain"]), "max_relative_error": error,
             "input_address_mod_64": int(data.ctypes.data % 64), "samples_us": samples}

@@ -345,7 +345,7 @@ def masked_select_loads():
     return tvm.tirx.transform.prim_func_pass(rewrite, opt_level=0, name="dwc.MaskedSelectLoads")
 
 
-def _masked_odd_store(store: Any, sixteen_bit: bool, allocated: frozenset = frozenset()) -> Any:
+def _masked_odd_store(store: Any, sixteen_bit: bool, allocated: tuple) -> Any:
     """`store` (a ``tirx.BufferStore``) of a vector of contiguous float elements whose lane count
     is no power of two (a row of 14 or 7 columns) as one masked store of the next power of two
     lanes, else `store`; 16-bit elements only with `sixteen_bit` (AVX512BW's masked stores). The
@@ -370,7 +370,7 @@ def _masked_odd_store(store: Any, sixteen_bit: bool, allocated: frozenset = froz
                                       _lanes_mask(whole, lanes)))
 
 
-def _widened(value: Any, whole: int, allocated: frozenset) -> Any:
+def _widened(value: Any, whole: int, allocated: tuple) -> Any:
     """`value` (a float vector expression of an odd-width row store) computed on `whole` lanes,
     its first lanes the same, or None where a part of it cannot be. It may hold: loads of
     contiguous lanes at a constant index of a buffer the kernel allocates itself (one of
@@ -442,7 +442,7 @@ def masked_odd_stores():
         sixteen_bit = _llvm_target_has(func, "avx512bw")
         allocations = []
         tvm_ffi.structural_walk(func.body, ((tirx.AllocBuffer, lambda node: allocations.append(node.buffer)),))
-        allocated = frozenset(allocations)
+        allocated = tuple(allocations)  # compared with same_as: the buffers themselves
         body = tvm_ffi.structural_map(func.body, [(tirx.BufferStore, lambda store: _masked_odd_store(
             store, sixteen_bit, allocated))])
         return func if body.same_as(func.body) else func.with_body(body)

@@ -15,9 +15,10 @@ epilogue is applied as the sums are stored.
 
 NCHW: (batch, row tile) in parallel -> chunks of channels: the chunk's depthwise results for the
 row tile into a buffer (the window sums vectorized along columns, read from the input under
-masks on x86 as in the depthwise kernel, elsewhere from a copy of each channel's padded rows) -> register tiles of output channels x rows x column vectors summed over the
-chunk, one broadcast of the pointwise filter per output channel and one vector load of the
-depthwise result per row and column vector. The epilogue stores each row tile's real columns.
+masks on x86 as in the depthwise kernel, elsewhere from a copy of each channel's padded rows)
+-> register tiles of output channels x rows x column vectors summed over the chunk, one
+broadcast of the pointwise filter per output channel and one vector load of the depthwise
+result per row and column vector. The epilogue stores each row tile's real columns.
 """
 
 from __future__ import annotations

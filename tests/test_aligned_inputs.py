@@ -50,12 +50,12 @@ def test_channel_blocks_cover_every_channel_with_aligned_interior_blocks():
     assert _block_starts(ChannelBlocks.for_tile(16, 4, 64, 2, shared_lines_first=True)) == [44, 48, 48, 0, 12, 28]
 
 
-def _lines_written(blocks: ChannelBlocks, tiles, offset_bytes: int, pixels: int) -> set[int]:
+def _lines_written(blocks: ChannelBlocks, starts: list[int], tiles, offset_bytes: int, pixels: int) -> set[int]:
     """The 64-byte lines of a float32 output at `offset_bytes` past a line that the register tiles
-    `tiles` (of ``blocks``, one block each) write over `pixels` pixels."""
-    return {(offset_bytes + 4 * (pixel * blocks.channels + start + lane)) // 64
-            for pixel in range(pixels) for tile in tiles
-            for start in [_block_starts(blocks)[tile]] for lane in range(blocks.lanes)}
+    `tiles` (of ``blocks``, one block each, starting at the channels `starts`) write over `pixels`
+    pixels."""
+    return {(offset_bytes + 4 * (pixel * blocks.channels + starts[tile] + lane)) // 64
+            for pixel in range(pixels) for tile in tiles for lane in range(blocks.lanes)}
 
 
 def _threads_share_a_line(blocks: ChannelBlocks, threads: int, phase: int) -> bool:
@@ -63,7 +63,8 @@ def _threads_share_a_line(blocks: ChannelBlocks, threads: int, phase: int) -> bo
     parallel loop splits them (contiguous ranges of ceil(n / threads))."""
     chunk = -(-blocks.count // threads)
     parts = [range(start, min(start + chunk, blocks.count)) for start in range(0, blocks.count, chunk)]
-    written = [_lines_written(blocks, part, 4 * phase, pixels=3) for part in parts]
+    starts = _block_starts(blocks)
+    written = [_lines_written(blocks, starts, part, 4 * phase, pixels=3) for part in parts]
     return any(written[a] & written[b] for a in range(len(parts)) for b in range(a + 1, len(parts)))
 
 
@@ -237,8 +238,8 @@ def test_no_variants_where_they_do_not_pay(why, spec):
                          ids=["float32", "float64-bias-relu6"])
 def test_variants_of_channel_parallel_kernels_run_on_several_threads(threads, dtype, epilogue):
     """14x14x384-s1 runs channel blocks in parallel; so do its variants, on one thread or two (of
-    up to 8 in float32, 16 in float64), writing the output at the input's offset, with the reference's result, through the
-    lean call and the checked one."""
+    up to 8 in float32, 16 in float64), writing the output at the input's offset, with the
+    reference's result, through the lean call and the checked one."""
     skip_unless_this_cpu_runs("x86-avx512")
     dwc.clear_kernel_cache()  # a kernel fresh from its build: no variant compiled yet
     spec = MOBILENET_V2["mbv2-14x14x384-s1"]

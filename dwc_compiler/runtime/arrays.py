@@ -21,8 +21,8 @@ def empty_aligned(shape: tuple[int, ...], dtype: str | np.dtype, offset: int = 0
     small planes at stride 1) carry variants for inputs 16, 32 or 48 bytes past a vector
     boundary and place their outputs at the input's offset; the others (NCHW, large planes,
     channels that are no whole number of vectors, and small planes on more threads than their
-    variants serve: 8 for 14x14x384) run fastest on aligned inputs. NumPy aligns arrays to 16 bytes only; allocate inputs with this to be sure
-    of full speed.
+    variants serve: 8 for 14x14x384) run fastest on aligned inputs. NumPy aligns arrays to 16
+    bytes only; allocate inputs with this to be sure of full speed.
     """
     dtype = np.dtype(dtype)
     if offset % dtype.itemsize or not 0 <= offset < ALIGNMENT_BYTES:

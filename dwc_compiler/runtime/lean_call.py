@@ -114,7 +114,8 @@ def make_checked_call(names: list[str], checked: Callable[[tuple, Any], Any]) ->
 def make_lean_call(names: list[str], invoke: Callable[..., Any], take: Callable[[int], tuple],
                    checked: Callable[[tuple, Any], Any], by_offset: dict[int, Callable[..., Any]] | None = None,
                    names_by_offset: dict[int, str] | None = None, vector_bytes: int = 0,
-                   function_for: Callable[[int], Any] | None = None, max_threads: int | None = None) -> Callable[..., Any]:
+                   function_for: Callable[[int], Any] | None = None,
+                   max_threads: int | None = None) -> Callable[..., Any]:
     """The lean call of a kernel whose input arguments are `names` (in order).
 
     Args:
@@ -134,7 +135,8 @@ def make_lean_call(names: list[str], invoke: Callable[..., Any], take: Callable[
     joined = ", ".join(parameters)
     pick = (_MAIN if by_offset is None else _BY_OFFSET).format(name=parameters[0], names=joined)
     if by_offset is not None and max_threads is not None:  # on more threads, main (an aligned output) for every input
-        pick = ("        if not threads_at_most(max_threads):\n" + textwrap.indent(_MAIN.format(name=parameters[0]), "    ")
+        pick = ("        if not threads_at_most(max_threads):\n"
+                + textwrap.indent(_MAIN.format(name=parameters[0]), "    ")
                 + "        else:\n" + textwrap.indent(pick, "    "))
     source = _TEMPLATE.format(parameters=", ".join(f"{name}=MISSING" for name in parameters), last=parameters[-1],
                               pick=pick.rstrip("\n"), rest="".join(f", {name}" for name in parameters[1:]),
