@@ -4,7 +4,8 @@ The x86 and ARM rules differ only in the numbers they pass here (vector lanes, h
 make a channel block, how many output columns or rows a register tile holds). The structure:
 
 NHWC: row tiles (parallel, fused with batch) -> channel blocks -> tiles of output columns (for
-small planes channel blocks in parallel -> row tiles -> column tiles); the
+small planes groups of channel blocks in parallel -> row tiles -> the group's blocks -> column
+tiles); the
 register tile's accumulators (rows x columns x channel block) live in registers (a ``local``
 buffer) while the filter window is walked, unrolled, with the channel vector innermost.
 Padding is inlined as a bounds test, so no padded copy of the input is made; the lowering's
@@ -181,30 +182,44 @@ def split_tile(sch, loop, inner: int, search: TileSearch | None, largest_inner: 
     return search.split(sch, loop, inner, largest_inner)
 
 
-# Channel blocks go outermost (in parallel, rows inside) at stride 1 for input planes up to this
-# many pixels (28x28), given at least CHANNEL_OUTER_MIN_TASKS of them per call.
+# Channel blocks go outermost (in parallel, rows inside) for input planes up to this many
+# pixels (28x28), given at least CHANNEL_OUTER_MIN_TASKS parallel tasks per call.
 CHANNEL_OUTER_MAX_PLANE = 28 * 28
 CHANNEL_OUTER_MIN_TASKS = 8
+# At strides other than 1, a parallel task takes up to this many neighbouring blocks (64 channels
+# of float32): see `channel_group_blocks`.
+MAX_STRIDED_GROUP_BLOCKS = 4
 L2_BYTES = 2 << 20  # a core's L2 on the machines measured
 CHANNEL_OUTER_MAX_INPUT_BYTES = L2_BYTES // 2  # the whole input (all images) within half of it
 CACHE_LINE_BYTES = 64
 
 
-def channel_blocks_outer(spec: DepthwiseSpec, tiling: CpuTiling) -> bool:
-    """Whether an NHWC schedule runs channel blocks outermost, in parallel, each over all its
-    rows, rather than row tiles in parallel over all channel blocks.
+def channel_group_blocks(spec: DepthwiseSpec, tiling: CpuTiling) -> int:
+    """How many neighbouring channel blocks one parallel task of an NHWC schedule takes, each
+    task over all rows (channel groups outermost, in parallel); 0 where row tiles run in parallel
+    over all channel blocks instead.
 
     TVM's LoopPartition splits the border row tiles off the loop they are in, to free the
     others of the padding test; when that loop is the parallel one, the first and the last row
     tile run on one thread after the parallel part. A 14x14 or 7x7 output has 7 row tiles, and
-    2 of them then run alone. With channel blocks outermost the row loop is inside each parallel
-    task, and the split rows with it; one block's plane (a 28x28 input by 16 channels is 50 KB)
-    also stays in L1/L2 while its rows are walked, where a row tile across all channels did not.
-    Measured in ``benchmarks/results/loop-order-20261201-1453.md`` (21 rounds): gains at stride 1
-    on planes up to 28x28. Larger planes gain nothing (56x56x144, 112x112x32 lose, the latter with
-    2 blocks to share out: see `CHANNEL_OUTER_MIN_TASKS`, batches counted), nor do stride-2 layers
-    as a rule (there, 14x14x576-s2 1.15x the time at 1 thread; 28x28x192-s2 0.88x). Quick checks
-    of 21 rounds, not committed, agreed: 14x14x576-s2 1.17-1.27x at 1 thread, 1.01-1.08x at 2.
+    1 or 2 of them then run alone. With channel groups outermost the row loop is inside each
+    parallel task, and the split rows with it; one group's plane (a 28x28 input by 16 channels is
+    50 KB) also stays in L1/L2 while its rows are walked, where a row tile across all channels
+    did not. Measured in ``benchmarks/results/loop-order-20261201-1453.md`` (21 rounds): gains at
+    stride 1 on planes up to 28x28, one block a task. Larger planes gain nothing (56x56x144,
+    112x112x32 lose, the latter with 2 blocks to share out: see `CHANNEL_OUTER_MIN_TASKS`,
+    batches counted).
+
+    At stride 2 a task of one block lost on 14x14x576-s2 (1.15-1.31x the time at 1 thread), each
+    task walking one line of every pixel it read. A task of 3 or 4 neighbouring blocks reads
+    192-256 contiguous bytes a pixel: 14x14x576-s2 with 4 (9 tasks) took 0.86x the time of row
+    tiles in parallel at 1 thread and 0.81x at 2 (geomean over 6 places of the output,
+    0.78-0.90x; 9 interleaved rounds, aligned input), with 3 (12 tasks) 0.85-0.89x. 28x28x192-s2
+    has 12 blocks, and a task of more than one leaves fewer than `CHANNEL_OUTER_MIN_TASKS`; with
+    one it took 0.96x at 1 and at 2 threads (0.85-1.10x over the 6 places). So at strides other
+    than 1 a task takes the most blocks up to `MAX_STRIDED_GROUP_BLOCKS` that divide them and
+    leave `CHANNEL_OUTER_MIN_TASKS` tasks; at stride 1, one (4 blocks a task measured the same
+    there). ``benchmarks/results/loop-order-*.md`` has the whole comparison.
 
     The whole input must stay in L2 (`CHANNEL_OUTER_MAX_INPUT_BYTES`): a line that holds two
     blocks (an input off a vector boundary) is read once per block, and with each block over all
@@ -219,23 +234,36 @@ def channel_blocks_outer(spec: DepthwiseSpec, tiling: CpuTiling) -> bool:
     between the cores at each store (in a quick check, 7x7x960 with its output 16 bytes past a
     boundary took 2.7x the time at 2 threads). Kernels for inputs off a vector boundary place their
     output at the input's offset: they take their ``main``'s order as given (``schedule_nhwc``'s
-    `channels_first`); those that run channel blocks in parallel start each pixel's blocks at
+    `group_blocks`); those that run channel groups in parallel start each pixel's blocks at
     the last aligned one, so that the blocks whose lines are shared fall to one thread
     (``ops/channel_blocks.py``).
     """
     line = CACHE_LINE_BYTES
-    blocks = spec.in_channels // tiling.block
-    return (spec.strides == (1, 1) and spec.in_height * spec.in_width <= CHANNEL_OUTER_MAX_PLANE
-            and spec.batch * blocks >= CHANNEL_OUTER_MIN_TASKS
+    if not (spec.in_height * spec.in_width <= CHANNEL_OUTER_MAX_PLANE
             and int(np.prod(spec.input_shape)) * spec.itemsize <= CHANNEL_OUTER_MAX_INPUT_BYTES
-            and tiling.block * spec.itemsize % line == 0 and spec.out_channels * spec.itemsize % line == 0)
+            and tiling.block * spec.itemsize % line == 0 and spec.out_channels * spec.itemsize % line == 0):
+        return 0
+    return group_size(spec, tiling)
+
+
+def group_size(spec: DepthwiseSpec, tiling: CpuTiling) -> int:
+    """The channel blocks of one parallel task where `spec` runs channel groups in parallel
+    (:func:`channel_group_blocks`, whatever its plane): one at stride 1; else the most up to
+    `MAX_STRIDED_GROUP_BLOCKS` that divide the blocks and leave `CHANNEL_OUTER_MIN_TASKS` tasks.
+    0 where even one block a task leaves fewer."""
+    blocks = spec.in_channels // tiling.block
+    largest = 1 if spec.strides == (1, 1) else MAX_STRIDED_GROUP_BLOCKS
+    fitting = [size for size in range(1, largest + 1)
+               if blocks % size == 0 and spec.batch * blocks // size >= CHANNEL_OUTER_MIN_TASKS]
+    return max(fitting, default=0)
 
 
 def schedule_nhwc(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearch | None = None,
-                  channels_first: bool | None = None):
-    """Row tiles in parallel -> channel blocks -> column tiles, or for small planes channel
-    blocks in parallel -> row tiles -> column tiles (:func:`channel_blocks_outer`, unless
-    `channels_first` says which); accumulators in registers.
+                  group_blocks: int | None = None):
+    """Row tiles in parallel -> channel blocks -> column tiles, or for small planes groups of
+    `group_blocks` channel blocks in parallel -> row tiles -> the group's blocks -> column tiles
+    (:func:`channel_group_blocks` unless `group_blocks` says, 0 for row tiles in parallel);
+    accumulators in registers.
 
     With `search`, the register tile (rows, columns, vectors per block) is sampled around `tiling`.
     """
@@ -250,9 +278,16 @@ def schedule_nhwc(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearc
     channel_block, channel_vector = split_tile(sch, channel_vectors, tiling.vectors_per_block, search,
                                                 MAX_SAMPLED_VECTORS)
     col_tile, col_in_tile = split_tile(sch, col, tiling.tile_cols, search, MAX_SAMPLED_COLS)
-    if channels_first is None:
-        channels_first = channel_blocks_outer(spec, tiling)
-    outer = (channel_block, row_tile) if channels_first else (row_tile, channel_block)
+    if group_blocks is None:
+        group_blocks = channel_group_blocks(spec, tiling)
+    if group_blocks:
+        # A search's sampled blocks may not divide by the hand tiling's group: the largest that does.
+        group_blocks = largest_divisor_at_most(int(sch.get(channel_block).extent), group_blocks)
+        group, channel_block = (sch.split(channel_block, [None, group_blocks]) if group_blocks > 1
+                                else (channel_block, None))
+        outer = [group, row_tile] + ([channel_block] if channel_block is not None else [])
+    else:
+        outer = [row_tile, channel_block]
     sch.reorder(batch, *outer, col_tile, row_in_tile, col_in_tile, channel_vector, channel_multiple, channel_lane)
     sch.parallel(sch.fuse(batch, outer[0]))
     for loop in (row_in_tile, col_in_tile, channel_vector, channel_multiple):
@@ -275,6 +310,38 @@ def tiling_of(sch, spec: DepthwiseSpec, hand: CpuTiling) -> CpuTiling:
         return hand
     (_, rows), (_, vectors), (_, cols) = tiles
     return CpuTiling(hand.vector_lanes, vectors, rows, cols)
+
+
+def group_blocks_of(sch, spec: DepthwiseSpec, tiling: CpuTiling) -> int:
+    """The channel blocks (of `tiling`, the register tile `sch` was made with: :func:`tiling_of`)
+    one parallel task of the NHWC schedule `sch` of `spec` takes, as :func:`channel_group_blocks`
+    counts them (0: row tiles run in parallel), read from its loops: a tuning record keeps the
+    order it was searched in (dwc's space ran row tiles in parallel before channel groups did).
+    A schedule of another form (a record of MetaSchedule's generic space) counts as row tiles in
+    parallel."""
+    import tvm_ffi
+    from tvm import s_tir, tirx
+
+    bindings = []
+    tvm_ffi.structural_walk(sch.mod["main"].body, ((s_tir.SBlockRealize, lambda realize: bindings.append(
+        realize.iter_values) if realize.block.name_hint == BLOCK_EPILOGUE else None),))
+    if len(bindings) != 1 or len(bindings[0]) != 4:
+        return 0
+    parallel = sch.get(sch.get_loops(sch.get_sblock(BLOCK_EPILOGUE))[0])
+    _, row, _, channel = bindings[0]
+    if parallel.kind != tirx.ForKind.PARALLEL:
+        return 0
+
+    def uses_parallel_loop(expr) -> bool:
+        found = []
+        tvm_ffi.structural_walk(expr, ((tirx.Var, lambda var: found.append(var)
+                                        if var.same_as(parallel.loop_var) else None),))
+        return bool(found)
+
+    blocks, tasks = spec.in_channels // tiling.block, int(parallel.extent) // spec.batch
+    if uses_parallel_loop(row) or not uses_parallel_loop(channel) or not tasks or blocks % tasks:
+        return 0
+    return blocks // tasks
 
 
 def schedule_nchw(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearch | None = None,

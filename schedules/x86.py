@@ -26,7 +26,7 @@ from ..ops.channel_blocks import ChannelBlocks
 from ..ops.depthwise import DepthwiseSpec
 from ..ops.primfunc import accumulator_dtype, prim_func
 from .base import AlignedVariants, as_schedule
-from .cpu import L2_BYTES, CpuTiling, apply_cpu_rule, channel_blocks_outer, plan_tiling, schedule_nhwc, tiling_of
+from .cpu import L2_BYTES, CpuTiling, apply_cpu_rule, group_blocks_of, plan_tiling, schedule_nhwc, tiling_of
 from .cpu_separable import apply_separable_rule
 
 NAME = "hand:x86"
@@ -95,10 +95,12 @@ def aligned_variants(spec: Any, target: Any, main: Any) -> AlignedVariants | Non
     one), made when first needed (making one costs ~0.1 s); None (not mine) unless `target` is
     of the x86 family.
 
-    Where ``main`` runs row tiles in parallel, so do they; where it runs channel blocks in
-    parallel (small planes at stride 1), so do they, starting each pixel's blocks at the last
-    aligned one so that no two threads write one line of the output, for calls on up to
-    ``max_threads`` threads (``ops/channel_blocks.py``; 14x14x384-s1: 8).
+    Where ``main`` runs row tiles in parallel, so do they; where it runs groups of channel
+    blocks in parallel (small planes: ``cpu.channel_group_blocks``; a tuning record's order is
+    read from its loops: ``cpu.group_blocks_of``), so do they, starting each
+    pixel's blocks at the last aligned one so that no two threads write one line of the output,
+    for calls on up to ``max_threads`` threads (``ops/channel_blocks.py``; 14x14x384-s1: 8), the
+    blocks a pixel rounded up to whole groups (14x14x576-s2: 40 blocks of 16 for 36 vectors).
     Without any where they do not pay (tiles of several rows at row stride 1 under row tiles in
     parallel, and the limits beside ``MIN_LOADS_PER_OUTPUT``), and for NCHW, a channel
     multiplier, or channels that are no whole number of vectors (the pixels' offsets then differ)."""
@@ -109,29 +111,31 @@ def aligned_variants(spec: Any, target: Any, main: Any) -> AlignedVariants | Non
     lanes = target.lanes(accumulator_dtype(spec.dtype))
     vectors, vector_bytes = spec.in_channels // lanes, lanes * spec.itemsize
     tiling = tiling_of(main, spec, default_tiling(spec, target))
-    channels_outer = channel_blocks_outer(spec, default_tiling(spec, target))
+    group_blocks = group_blocks_of(main, spec, tiling)
+    # A parallel task's blocks: a register tile's, times the group's where groups run in parallel.
+    blocks_per_task = tiling.vectors_per_block * max(group_blocks, 1)
     if (spec.in_channels % lanes or vector_bytes <= ALIGNED_OFFSET_STEP_BYTES
-            or ChannelBlocks.count_for(vectors, tiling.vectors_per_block) > MAX_ALIGNED_BLOCKS_RATIO * vectors
+            or ChannelBlocks.count_for(vectors, blocks_per_task) > MAX_ALIGNED_BLOCKS_RATIO * vectors
             or int(np.prod(spec.output_shape)) < MIN_ALIGNED_OUTPUTS
             or int(np.prod(spec.input_shape)) * spec.itemsize > MAX_ALIGNED_INPUT_BYTES
             or _loads_per_output(spec, tiling) < MIN_LOADS_PER_OUTPUT
-            or (not channels_outer and tiling.tile_rows > 1 and spec.strides[0] == 1)):
+            or (not group_blocks and tiling.tile_rows > 1 and spec.strides[0] == 1)):
         return AlignedVariants({})
     variants = {}
     for offset in range(ALIGNED_OFFSET_STEP_BYTES, vector_bytes, ALIGNED_OFFSET_STEP_BYTES):
-        blocks = ChannelBlocks.for_tile(lanes, offset // spec.itemsize, spec.in_channels, tiling.vectors_per_block,
-                                        shared_lines_first=channels_outer)
-        variants[offset] = (blocks, functools.partial(_schedule_variant, spec, blocks, tiling, channels_outer))
+        blocks = ChannelBlocks.for_tile(lanes, offset // spec.itemsize, spec.in_channels, blocks_per_task,
+                                        shared_lines_first=bool(group_blocks))
+        variants[offset] = (blocks, functools.partial(_schedule_variant, spec, blocks, tiling, group_blocks))
     # Every offset has as many blocks per pixel: one limit serves them all.
-    limit = blocks.max_threads(spec.batch, tiling.vectors_per_block) if channels_outer else None
+    limit = blocks.max_threads(spec.batch, blocks_per_task) if group_blocks else None
     return AlignedVariants(variants, limit)
 
 
-def _schedule_variant(spec: DepthwiseSpec, blocks: ChannelBlocks, tiling: CpuTiling, channels_outer: bool):
+def _schedule_variant(spec: DepthwiseSpec, blocks: ChannelBlocks, tiling: CpuTiling, group_blocks: int):
     # The loop order `aligned_variants` decided: with row tiles in parallel no two threads write
-    # one line of the output at the input's offset; with channel blocks in parallel, none up to
+    # one line of the output at the input's offset; with channel groups in parallel, none up to
     # the variants' `max_threads` (ops/channel_blocks.py).
-    return schedule_nhwc(as_schedule(prim_func(spec, blocks)), spec, tiling, channels_first=channels_outer)
+    return schedule_nhwc(as_schedule(prim_func(spec, blocks)), spec, tiling, group_blocks=group_blocks)
 
 
 def _loads_per_output(spec: DepthwiseSpec, tiling: CpuTiling) -> float:

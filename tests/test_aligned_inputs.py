@@ -39,12 +39,12 @@ def _block_starts(blocks: ChannelBlocks) -> list[int]:
 
 
 def test_channel_blocks_cover_every_channel_with_aligned_interior_blocks():
-    blocks = ChannelBlocks.for_tile(lanes=16, phase=4, channels=64, blocks_per_tile=1)
+    blocks = ChannelBlocks.for_tile(lanes=16, phase=4, channels=64, blocks_per_task=1)
     starts = _block_starts(blocks)
     assert starts == [0, 12, 28, 44, 48]
     assert {start + lane for start in starts for lane in range(16)} == set(range(64))
     # Blocks for a tile of 2 repeat the last one to make a whole tile.
-    assert _block_starts(ChannelBlocks.for_tile(16, 4, 64, blocks_per_tile=2)) == [0, 12, 28, 44, 48, 48]
+    assert _block_starts(ChannelBlocks.for_tile(16, 4, 64, blocks_per_task=2)) == [0, 12, 28, 44, 48, 48]
     # With the blocks that share lines first: from the last aligned block, round the pixel.
     assert _block_starts(ChannelBlocks.for_tile(16, 4, 64, 1, shared_lines_first=True)) == [44, 48, 0, 12, 28]
     assert _block_starts(ChannelBlocks.for_tile(16, 4, 64, 2, shared_lines_first=True)) == [44, 48, 48, 0, 12, 28]
@@ -75,7 +75,7 @@ def test_threads_of_channel_parallel_variants_share_no_output_line(channels, lim
     disjoint output lines per thread on up to `max_threads` threads, and share one on a thread
     more; in their own order two threads shared lines."""
     blocks = ChannelBlocks.for_tile(16, phase, channels, 1, shared_lines_first=True)
-    assert blocks.max_threads(batch=1, blocks_per_tile=1) == limit
+    assert blocks.max_threads(batch=1, blocks_per_task=1) == limit
     assert not any(_threads_share_a_line(blocks, threads, phase) for threads in range(2, limit + 1))
     assert _threads_share_a_line(blocks, limit + 1, phase)
     assert _threads_share_a_line(ChannelBlocks.for_tile(16, phase, channels, 1), 2, phase)
@@ -173,7 +173,9 @@ def test_exported_kernel_keeps_its_variants(tmp_path):
     data = _filled(SHAPE, "float32", 16, seed=0)
     library = dwc.depthwise_kernel(data, weights, STRIDES, "SAME", target="x86-avx512").export(tmp_path / "k.so")
     manifest = json.loads(library.with_name("k.so.json").read_text())
-    assert manifest["aligned_entries"] == {"vector_bytes": 64,
+    # 14x14x384-s2 runs groups of 3 channel blocks in parallel: 27 blocks a pixel in 9 tasks, the
+    # first 2 of which share lines, so up to 8 threads (ChannelBlocks.max_threads).
+    assert manifest["aligned_entries"] == {"vector_bytes": 64, "max_threads": 8,
                                            "names": {"16": "main_at16", "32": "main_at32", "48": "main_at48"}}
     loaded = dwc.load(library)
     assert set(loaded.loaded.aligned_invokes) == {16, 32, 48}
@@ -233,21 +235,30 @@ def test_no_variants_where_they_do_not_pay(why, spec):
     assert _variants(spec) == {}, why
 
 
+# The threads the variants serve (ChannelBlocks.max_threads): 14x14x384-s1 runs one block a task,
+# 25 (float32) or 49 (float64) a pixel; 14x14x576-s2 groups of 4, 40 or 76 blocks a pixel.
+CHANNEL_PARALLEL_LIMITS = {("mbv2-14x14x384-s1", "float32"): 8, ("mbv2-14x14x384-s1", "float64"): 16,
+                           ("mbv2-14x14x576-s2", "float32"): 9, ("mbv2-14x14x576-s2", "float64"): 18}
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype, epilogue", [("float32", {}), ("float64", {"bias": True, "activation": "relu6"})],
                          ids=["float32", "float64-bias-relu6"])
-def test_variants_of_channel_parallel_kernels_run_on_several_threads(threads, dtype, epilogue):
-    """14x14x384-s1 runs channel blocks in parallel; so do its variants, on one thread or two (of
-    up to 8 in float32, 16 in float64), writing the output at the input's offset, with the
-    reference's result, through the lean call and the checked one."""
+@pytest.mark.parametrize("layer", ["mbv2-14x14x384-s1", "mbv2-14x14x576-s2"])
+def test_variants_of_channel_parallel_kernels_run_on_several_threads(layer, threads, dtype, epilogue):
+    """14x14x384-s1 runs channel blocks in parallel, 14x14x576-s2 groups of 4 of them; so do
+    their variants, on one thread or two (of up to ``CHANNEL_PARALLEL_LIMITS``), writing the
+    output at the input's offset, with the reference's result, through the lean call and the
+    checked one."""
     skip_unless_this_cpu_runs("x86-avx512")
     dwc.clear_kernel_cache()  # a kernel fresh from its build: no variant compiled yet
-    spec = MOBILENET_V2["mbv2-14x14x384-s1"]
+    spec = MOBILENET_V2[layer]
     weights = _filled(spec.filter_shape, dtype, 0, seed=1)
     bias = [_filled((spec.out_channels,), dtype, 0, seed=2)] if epilogue else []
-    kernel = dwc.depthwise_kernel(_filled(spec.input_shape, dtype, 0, 0), weights, 1, "SAME", target="x86-avx512",
-                                  bias=bias[0] if bias else None, activation=epilogue.get("activation"))
-    limit = {"float32": 8, "float64": 16}[dtype]  # 24 or 48 vectors a pixel (ChannelBlocks.max_threads)
+    kernel = dwc.depthwise_kernel(_filled(spec.input_shape, dtype, 0, 0), weights, spec.strides, "SAME",
+                                  target="x86-avx512", bias=bias[0] if bias else None,
+                                  activation=epilogue.get("activation"))
+    limit = CHANNEL_PARALLEL_LIMITS[layer, dtype]
     assert kernel.loaded.aligned_entries is not None and kernel.loaded.aligned_entries.max_threads == limit
     vector_bytes = kernel.loaded.aligned_entries.vector_bytes
     with dwc.num_threads(threads):
@@ -265,11 +276,26 @@ def test_the_layer_those_differ_from_has_variants():
     assert sorted(_variants(dwc.DepthwiseSpec.create(SHAPE, WINDOW, STRIDES, "SAME"))) == [16, 32, 48]
 
 
-def test_variants_only_for_x86_and_with_the_main_kernels_tile():
+def test_variants_only_for_x86_and_with_the_main_kernels_tile_and_order():
+    """28x28x192-s2 builds from a shipped record (2 vectors a block, row tiles in parallel),
+    whose tile and loop order its variants take (its hand schedule would run one block a task
+    in parallel); 14x14x576-s2's hand schedule runs groups of 4 blocks in parallel, and so do
+    its variants."""
     spec = MOBILENET_V2["mbv2-28x28x192-s2"]
     assert _variants(spec, "aarch64-neon") == {}
-    variants = _variants(spec)
-    assert sorted(variants) == [16, 32, 48]
-    blocks, _ = variants[16]
+    target = resolve_target("x86-avx512")
+    main, name, _ = scheduled(spec, target)
+    assert name.startswith("rec-")
+    variants = aligned_variants(spec, target, main)
+    assert sorted(variants.by_offset) == [16, 32, 48] and variants.max_threads is None
+    blocks, _ = variants.by_offset[16]
     # The shipped record's tile holds 2 vectors per block: 12 vectors + 1, rounded up to 14.
-    assert (blocks.lanes, blocks.phase, blocks.count) == (16, 4, 14)
+    assert (blocks.lanes, blocks.phase, blocks.count, blocks.first) == (16, 4, 14, 0)
+    grouped = MOBILENET_V2["mbv2-14x14x576-s2"]
+    hand, name, _ = scheduled(grouped, target)
+    assert name == "hand:x86"
+    hand_variants = aligned_variants(grouped, target, hand)
+    hand_blocks, _ = hand_variants.by_offset[16]
+    # 36 vectors + 1 in groups of 4: 40 blocks a pixel from the last aligned one, the first 7
+    # (2 groups) sharing lines.
+    assert (hand_blocks.count, hand_blocks.first, hand_variants.max_threads) == (40, 35, 9)

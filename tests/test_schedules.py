@@ -235,60 +235,68 @@ def _parallel_extent(schedule) -> int:
     return int(outermost.extent)
 
 
-@pytest.mark.parametrize("shape, strides, parallel", [
-    ((1, 14, 14, 384), 1, "channel blocks"), ((1, 7, 7, 960), 1, "channel blocks"),
-    ((1, 28, 28, 192), 1, "channel blocks"), ((2, 14, 14, 64), 1, "channel blocks"),
-    ((1, 56, 56, 144), 1, "row tiles"), ((1, 14, 14, 576), 2, "row tiles"),
-    ((1, 14, 14, 24), 1, "row tiles"), ((1, 14, 14, 48), 1, "row tiles"), ((8, 28, 28, 192), 1, "row tiles")],
-    ids=["14x14x384", "7x7x960", "28x28x192", "batch2-14x14x64", "56x56x144", "14x14x576-s2",
-         "24-channels", "3-blocks", "batch8-past-L2"])
-def test_nhwc_parallel_loop_runs_channel_blocks_on_small_planes(shape, strides, parallel):
-    """NHWC kernels at stride 1 on planes up to 28x28 run channel blocks (of whole cache lines)
+@pytest.mark.parametrize("shape, strides, group_blocks", [
+    ((1, 14, 14, 384), 1, 1), ((1, 7, 7, 960), 1, 1), ((1, 28, 28, 192), 1, 1), ((2, 14, 14, 64), 1, 1),
+    ((1, 14, 14, 576), 2, 4), ((1, 14, 14, 384), 2, 3), ((1, 28, 28, 192), 2, 1),
+    ((1, 56, 56, 144), 1, 0), ((1, 56, 56, 144), 2, 0), ((1, 14, 14, 24), 1, 0), ((1, 14, 14, 48), 1, 0),
+    ((8, 28, 28, 192), 1, 0)],
+    ids=["14x14x384", "7x7x960", "28x28x192", "batch2-14x14x64", "14x14x576-s2", "14x14x384-s2", "28x28x192-s2",
+         "56x56x144", "56x56x144-s2", "24-channels", "3-blocks", "batch8-past-L2"])
+def test_nhwc_parallel_loop_runs_channel_groups_on_small_planes(shape, strides, group_blocks):
+    """NHWC kernels on planes up to 28x28 run groups of channel blocks (of whole cache lines)
     in parallel, each over all its rows, so that the border rows LoopPartition splits off run
-    inside the parallel tasks; other layers run row tiles in parallel: larger planes, stride 2,
-    blocks that are no whole cache line (24 channels: 8-lane vectors), too few blocks to share
-    out (48 channels: 3), inputs beyond half an L2 (a batch of 8 28x28x192 images). A batch
-    counts its blocks once per image."""
+    inside the parallel tasks: one block a task at stride 1; at stride 2 the most blocks up to
+    4 that leave 8 tasks (14x14x576-s2: 4 of 36, 14x14x384-s2: 3 of 24, 28x28x192-s2: 1 of 12).
+    Other layers run row tiles in parallel: larger planes, blocks that are no whole cache line
+    (24 channels: 8-lane vectors), too few blocks to share out (48 channels: 3), inputs beyond
+    half an L2 (a batch of 8 28x28x192 images). A batch counts its blocks once per image."""
+    from dwc_compiler.schedules.cpu import channel_group_blocks
     from dwc_compiler.schedules.x86 import default_tiling
 
     target = resolve_target("x86-avx512")
     spec = dwc.DepthwiseSpec.create(shape, (3, 3, shape[3], 1), strides, "SAME")
     schedule, _ = apply_rules(prim_func(spec), spec, target)
     tiling = default_tiling(spec, target)
-    if parallel == "channel blocks":
-        assert _parallel_extent(schedule) == spec.batch * spec.in_channels // tiling.block
+    assert channel_group_blocks(spec, tiling) == group_blocks
+    if group_blocks:
+        assert _parallel_extent(schedule) == spec.batch * spec.in_channels // tiling.block // group_blocks
     else:
         assert _parallel_extent(schedule) == spec.batch * spec.out_height // tiling.tile_rows
 
 
-def test_kernels_for_inputs_off_a_vector_boundary_of_channel_parallel_kernels_start_at_the_last_aligned_block():
-    """7x7x960 runs channel blocks in parallel, and so do its variants, with their output at the
-    input's offset: their blocks start at the last aligned one (``ops/channel_blocks.py``), so
-    that no two threads share a line of the output, on up to 20 threads."""
+@pytest.mark.parametrize("shape, strides, group_blocks, blocks_a_pixel, limit", [
+    ((1, 7, 7, 960), 1, 1, 61, 20), ((1, 14, 14, 576), 2, 4, 40, 9)], ids=["7x7x960", "14x14x576-s2"])
+def test_kernels_for_inputs_off_a_vector_boundary_of_channel_parallel_kernels_start_at_the_last_aligned_block(
+        shape, strides, group_blocks, blocks_a_pixel, limit):
+    """7x7x960 runs channel blocks in parallel, 14x14x576-s2 groups of 4; so do their variants,
+    with their output at the input's offset: their blocks start at the last aligned one
+    (``ops/channel_blocks.py``), so that no two threads share a line of the output, on up to
+    `limit` threads. A pixel takes one block more (61 for 60 vectors), rounded up to whole
+    groups (40 for 36)."""
     from dwc_compiler.schedules import aligned_variants
     from dwc_compiler.schedules.x86 import default_tiling
 
     target = resolve_target("x86-avx512")
-    spec = dwc.DepthwiseSpec.create((1, 7, 7, 960), (3, 3, 960, 1), 1, "SAME")
+    spec = dwc.DepthwiseSpec.create(shape, (3, 3, shape[3], 1), strides, "SAME")
     main, _ = apply_rules(prim_func(spec), spec, target)
-    blocks = spec.in_channels // default_tiling(spec, target).block
-    assert _parallel_extent(main) == blocks
+    vectors = spec.in_channels // default_tiling(spec, target).block
+    assert _parallel_extent(main) == vectors // group_blocks
     variants = aligned_variants(spec, target, main)
-    assert sorted(variants.by_offset) == [16, 32, 48] and variants.max_threads == 20
+    assert sorted(variants.by_offset) == [16, 32, 48] and variants.max_threads == limit
     for channel_blocks, make in variants.by_offset.values():
-        assert _parallel_extent(make()) == blocks + 1  # one block more per pixel (ops/channel_blocks.py)
-        assert channel_blocks.first == blocks - 1
+        assert channel_blocks.count == blocks_a_pixel and channel_blocks.first == vectors - 1
+        assert _parallel_extent(make()) == blocks_a_pixel // group_blocks
 
 
 def test_kernels_for_inputs_off_a_vector_boundary_run_row_tiles_in_parallel():
     """The variants place their output at the input's offset, so a pixel's channels no longer
-    end on a cache line: they run row tiles in parallel (as their usual kernel does), and no
-    thread shares a line with the other."""
+    end on a cache line: where their usual kernel runs row tiles in parallel (56x56x144-s2), so
+    do they, and no thread shares a line with the other."""
     from dwc_compiler.schedules import aligned_variants
     from dwc_compiler.schedules.x86 import default_tiling
 
     target = resolve_target("x86-avx512")
-    spec = dwc.DepthwiseSpec.create((1, 14, 14, 576), (3, 3, 576, 1), 2, "SAME")
+    spec = dwc.DepthwiseSpec.create((1, 56, 56, 144), (3, 3, 144, 1), 2, "SAME")
     main, _ = apply_rules(prim_func(spec), spec, target)
     tiling = default_tiling(spec, target)
     variants = aligned_variants(spec, target, main)

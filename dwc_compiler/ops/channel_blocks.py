@@ -15,7 +15,8 @@ The op's compute runs over the blocks' positions (``extent`` of them, a whole nu
 vectors); :meth:`ChannelBlocks.channel` maps a position to the channel it computes, which
 every read and the output's store go through.
 
-Kernels that run channel blocks in parallel hand each thread a range of positions. Written at
+Kernels that run channel blocks in parallel (in groups of neighbouring blocks, a task each)
+hand each thread a range of positions. Written at
 the input's offset, the output lines that hold the first block (channel 0) and the last ones
 (ending at C) also hold the second block's and the last aligned block's channels, and the next
 pixel's first block: where threads split those blocks between them, two cores wrote one line
@@ -60,33 +61,35 @@ class ChannelBlocks:
                              f"{self.phase} for {self.channels} channels, from block {self.first}")
 
     @staticmethod
-    def count_for(vectors: int, blocks_per_tile: int) -> int:
-        """Blocks per pixel for channels of `vectors` whole vectors in register tiles of
-        `blocks_per_tile` blocks: ``vectors + 1``, rounded up to whole tiles."""
-        return -(-(vectors + 1) // blocks_per_tile) * blocks_per_tile
+    def count_for(vectors: int, blocks_per_task: int) -> int:
+        """Blocks per pixel for channels of `vectors` whole vectors, in whole tasks (register
+        tiles, or the groups of them that channel-parallel kernels run a task each) of
+        `blocks_per_task` blocks: ``vectors + 1``, rounded up to whole tasks."""
+        return -(-(vectors + 1) // blocks_per_task) * blocks_per_task
 
     @classmethod
-    def for_tile(cls, lanes: int, phase: int, channels: int, blocks_per_tile: int,
+    def for_tile(cls, lanes: int, phase: int, channels: int, blocks_per_task: int,
                  shared_lines_first: bool = False) -> "ChannelBlocks":
-        """The fewest blocks that cover `channels` at `phase` in whole tiles of `blocks_per_tile`;
-        with `shared_lines_first` (kernels that run channel blocks in parallel), the positions
-        start at the last aligned block, so that the blocks that share output lines come first."""
+        """The fewest blocks that cover `channels` at `phase` in whole tasks of `blocks_per_task`
+        (:meth:`count_for`); with `shared_lines_first` (kernels that run channel blocks in
+        parallel), the positions start at the last aligned block, so that the blocks that share
+        output lines come first."""
         vectors = channels // lanes
-        return cls(lanes, phase, channels, cls.count_for(vectors, blocks_per_tile),
+        return cls(lanes, phase, channels, cls.count_for(vectors, blocks_per_task),
                    vectors - 1 if shared_lines_first else 0)
 
-    def max_threads(self, batch: int, blocks_per_tile: int) -> int:
-        """The most threads that, splitting the ``batch * count / blocks_per_tile`` register
-        tiles of a channel-parallel kernel as TVM's parallel loop does (contiguous ranges of
-        ``ceil(tiles / threads)``), keep the blocks that share output lines (the first
+    def max_threads(self, batch: int, blocks_per_task: int) -> int:
+        """The most threads that, splitting the ``batch * count / blocks_per_task`` tasks of a
+        channel-parallel kernel as TVM's parallel loop does (contiguous ranges of
+        ``ceil(tasks / threads)``), keep the blocks that share output lines (the first
         ``count - channels / lanes + 3`` positions: the last aligned block, the last ones, the
         first two) in one range, on this many threads and on any fewer."""
-        tiles = self.count // blocks_per_tile
-        shared = -(-(self.count - self.channels // self.lanes + 3) // blocks_per_tile)  # tiles
-        extent = batch * tiles
+        tasks = self.count // blocks_per_task
+        shared = -(-(self.count - self.channels // self.lanes + 3) // blocks_per_task)  # tasks
+        extent = batch * tasks
         for threads in range(2, extent + 1):
             chunk = -(-extent // threads)
-            if any(0 < start % tiles < shared for start in range(chunk, extent, chunk)):
+            if any(0 < start % tasks < shared for start in range(chunk, extent, chunk)):
                 return threads - 1
         return extent
 
