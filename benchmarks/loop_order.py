@@ -39,16 +39,17 @@ def _kernel(spec, channel_outer: bool):
     rule = cpu.channel_group_blocks
     size = max(cpu.group_size(spec, x86.default_tiling(spec, resolve_target("host"))), 1)
     order = lambda *args: size if channel_outer else 0  # noqa: E731
-    cpu.channel_group_blocks = x86.channel_group_blocks = order
+    cpu.channel_group_blocks = order
     try:
         return dwc.build(spec, "host", use_records=False)
     finally:
-        cpu.channel_group_blocks = x86.channel_group_blocks = rule
+        cpu.channel_group_blocks = rule
 
 
 def _output_places(spec, offset: int) -> list[np.ndarray]:
     """`OUTPUT_PLACES` outputs of `spec` at `offset` bytes past a 64-byte boundary (where the
-    kernel would place its own), each 17 cache lines on from the last in one buffer: where an
+    kernel would place its own), each starting 17 cache lines past the end of the last in one
+    buffer: where an
     output lies changes a kernel's time by up to 1.45x (``output-placement-20261201-1526.md``)."""
     size = int(np.prod(spec.output_shape))
     step = size + PLACE_STEP_BYTES // 4
@@ -114,10 +115,10 @@ def main() -> None:
             + f" | rule: {row['rule_picks']}", flush=True)
     method = (f"hand schedules (no records), whole Kernel.call calls; at 1 and 2 threads, {rounds} interleaved "
               f"rounds (reversed every other round) of each order on each input with its out= at each of "
-              f"{OUTPUT_PLACES} places {PLACE_STEP_BYTES} bytes apart (at the input's offset past a 64-byte "
-              f"boundary, where the kernel places its own), each block {WARMUP_CALLS} warm-up then {TIMED_CALLS} "
-              f"timed calls (block mean); times: medians over rounds of the mean over the places; ratios: geomean "
-              f"over the places of the median per-round ratio")
+              f"{OUTPUT_PLACES} places, each {PLACE_STEP_BYTES} bytes past the end of the last (at the input's "
+              f"offset past a 64-byte boundary, where the kernel places its own), each block {WARMUP_CALLS} "
+              f"warm-up then {TIMED_CALLS} timed calls (block mean); times: medians over rounds of the mean "
+              f"over the places; ratios: geomean over the places of the median per-round ratio")
     table = ["| layer | input | 1 thread: rows / channel groups in parallel (us) | channels / rows | 2 threads: rows / "
              "channels (us) | channels / rows | 2-thread speed-up: rows / channels | blocks a task | the rule picks |",
              "|---|---|---:|---:|---:|---:|---:|---:|---|"]

@@ -212,21 +212,22 @@ def channel_group_blocks(spec: DepthwiseSpec, tiling: CpuTiling) -> int:
 
     At stride 2 a task of one block lost on 14x14x576-s2 (1.15-1.31x the time at 1 thread), each
     task walking one line of every pixel it read. A task of 3 or 4 neighbouring blocks reads
-    192-256 contiguous bytes a pixel: 14x14x576-s2 with 4 (9 tasks) took 0.86x the time of row
-    tiles in parallel at 1 thread and 0.81x at 2 (geomean over 6 places of the output,
-    0.78-0.90x; 9 interleaved rounds, aligned input), with 3 (12 tasks) 0.85-0.89x. 28x28x192-s2
-    has 12 blocks, and a task of more than one leaves fewer than `CHANNEL_OUTER_MIN_TASKS`; with
-    one it took 0.96x at 1 and at 2 threads (0.85-1.10x over the 6 places). So at strides other
-    than 1 a task takes the most blocks up to `MAX_STRIDED_GROUP_BLOCKS` that divide them and
-    leave `CHANNEL_OUTER_MIN_TASKS` tasks; at stride 1, one (4 blocks a task measured the same
-    there). ``benchmarks/results/loop-order-*.md`` has the whole comparison.
+    192-256 contiguous bytes a pixel. In ``benchmarks/results/loop-order-20261202-0208.md`` (11
+    rounds, each call's output at 6 places; groups against row tiles in parallel at 1 / 2
+    threads, on an aligned input): 14x14x576-s2 with 4 blocks a task (9 tasks) 0.84x / 0.85x,
+    and 28x28x192-s2, whose 12 blocks leave fewer than `CHANNEL_OUTER_MIN_TASKS` tasks with more
+    than one a task, 0.95x / 0.86x with one. (Quick checks, 9 rounds: 14x14x576-s2 with 3 blocks a
+    task, 12 tasks, 0.85-0.89x.) So at strides other than 1 a task takes the most blocks up to
+    `MAX_STRIDED_GROUP_BLOCKS` that divide them and leave `CHANNEL_OUTER_MIN_TASKS` tasks; at
+    stride 1, one (4 blocks a task measured the same there).
 
     The whole input must stay in L2 (`CHANNEL_OUTER_MAX_INPUT_BYTES`): a line that holds two
     blocks (an input off a vector boundary) is read once per block, and with each block over all
     rows the second read comes long after the first (a quick check of batch8-28x28x192-s1 on
     NumPy's input, 4.8 MB: 1.18-1.20x the time; on an aligned copy 0.88x).
 
-    Decided on the hand tiling: a search that samples the register tile keeps this order.
+    Decided on the hand tiling: a search that samples the register tile keeps this order, and
+    the vectors of a group (the blocks it samples are made inside them).
 
     Threads then write neighbouring channels of each pixel, so each block and each pixel's
     channels must be whole cache lines of an output on a line boundary: where one line held
@@ -238,12 +239,17 @@ def channel_group_blocks(spec: DepthwiseSpec, tiling: CpuTiling) -> int:
     the last aligned one, so that the blocks whose lines are shared fall to one thread
     (``ops/channel_blocks.py``).
     """
+    return group_size(spec, tiling) if channel_groups_allowed(spec, tiling) else 0
+
+
+def channel_groups_allowed(spec: DepthwiseSpec, tiling: CpuTiling) -> bool:
+    """Whether channel groups may run in parallel for `spec` with `tiling` (see
+    :func:`channel_group_blocks`): a plane up to `CHANNEL_OUTER_MAX_PLANE`, the input within
+    `CHANNEL_OUTER_MAX_INPUT_BYTES`, blocks and a pixel's channels of whole cache lines."""
     line = CACHE_LINE_BYTES
-    if not (spec.in_height * spec.in_width <= CHANNEL_OUTER_MAX_PLANE
+    return (spec.in_height * spec.in_width <= CHANNEL_OUTER_MAX_PLANE
             and int(np.prod(spec.input_shape)) * spec.itemsize <= CHANNEL_OUTER_MAX_INPUT_BYTES
-            and tiling.block * spec.itemsize % line == 0 and spec.out_channels * spec.itemsize % line == 0):
-        return 0
-    return group_size(spec, tiling)
+            and tiling.block * spec.itemsize % line == 0 and spec.out_channels * spec.itemsize % line == 0)
 
 
 def group_size(spec: DepthwiseSpec, tiling: CpuTiling) -> int:
@@ -275,17 +281,19 @@ def schedule_nhwc(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearc
     batch, row, col, channel = sch.get_loops(epilogue)
     row_tile, row_in_tile = split_tile(sch, row, tiling.tile_rows, search, MAX_SAMPLED_ROWS)
     channel_vectors, channel_lane, channel_multiple = sch.split(channel, [None, tiling.vector_lanes, multiplier])
+    if group_blocks is None:
+        group_blocks = channel_group_blocks(spec, tiling)
+    if group_blocks > 1:
+        # The groups' vectors are fixed before a search samples the blocks inside them, so that
+        # every tile it samples (or a mutated trace replays) divides a group exactly.
+        group, channel_vectors = sch.split(channel_vectors, [None, group_blocks * tiling.vectors_per_block])
     channel_block, channel_vector = split_tile(sch, channel_vectors, tiling.vectors_per_block, search,
                                                 MAX_SAMPLED_VECTORS)
     col_tile, col_in_tile = split_tile(sch, col, tiling.tile_cols, search, MAX_SAMPLED_COLS)
-    if group_blocks is None:
-        group_blocks = channel_group_blocks(spec, tiling)
-    if group_blocks:
-        # A search's sampled blocks may not divide by the hand tiling's group: the largest that does.
-        group_blocks = largest_divisor_at_most(int(sch.get(channel_block).extent), group_blocks)
-        group, channel_block = (sch.split(channel_block, [None, group_blocks]) if group_blocks > 1
-                                else (channel_block, None))
-        outer = [group, row_tile] + ([channel_block] if channel_block is not None else [])
+    if group_blocks > 1:
+        outer = [group, row_tile, channel_block]
+    elif group_blocks == 1:
+        outer = [channel_block, row_tile]
     else:
         outer = [row_tile, channel_block]
     sch.reorder(batch, *outer, col_tile, row_in_tile, col_in_tile, channel_vector, channel_multiple, channel_lane)
@@ -317,20 +325,21 @@ def group_blocks_of(sch, spec: DepthwiseSpec, tiling: CpuTiling) -> int:
     one parallel task of the NHWC schedule `sch` of `spec` takes, as :func:`channel_group_blocks`
     counts them (0: row tiles run in parallel), read from its loops: a tuning record keeps the
     order it was searched in (dwc's space ran row tiles in parallel before channel groups did).
-    A schedule of another form (a record of MetaSchedule's generic space) counts as row tiles in
-    parallel."""
+    Channel groups count only where :func:`channel_groups_allowed` and the parallel loop runs
+    over no rows or columns, whole images' worth of tasks; any other schedule (a record of
+    MetaSchedule's generic space, say) counts as row tiles in parallel."""
     import tvm_ffi
     from tvm import s_tir, tirx
 
+    if not channel_groups_allowed(spec, tiling):
+        return 0
     bindings = []
     tvm_ffi.structural_walk(sch.mod["main"].body, ((s_tir.SBlockRealize, lambda realize: bindings.append(
         realize.iter_values) if realize.block.name_hint == BLOCK_EPILOGUE else None),))
     if len(bindings) != 1 or len(bindings[0]) != 4:
         return 0
     parallel = sch.get(sch.get_loops(sch.get_sblock(BLOCK_EPILOGUE))[0])
-    _, row, _, channel = bindings[0]
-    if parallel.kind != tirx.ForKind.PARALLEL:
-        return 0
+    _, row, col, _ = bindings[0]
 
     def uses_parallel_loop(expr) -> bool:
         found = []
@@ -338,10 +347,12 @@ def group_blocks_of(sch, spec: DepthwiseSpec, tiling: CpuTiling) -> int:
                                         if var.same_as(parallel.loop_var) else None),))
         return bool(found)
 
-    blocks, tasks = spec.in_channels // tiling.block, int(parallel.extent) // spec.batch
-    if uses_parallel_loop(row) or not uses_parallel_loop(channel) or not tasks or blocks % tasks:
+    # One group an image: the fused loop is the batch's alone, over no channel block either.
+    blocks, extent = spec.in_channels // tiling.block, int(parallel.extent)
+    if (parallel.kind != tirx.ForKind.PARALLEL or uses_parallel_loop(row) or uses_parallel_loop(col)
+            or extent % spec.batch or blocks % (extent // spec.batch)):
         return 0
-    return blocks // tasks
+    return blocks // (extent // spec.batch)
 
 
 def schedule_nchw(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearch | None = None,

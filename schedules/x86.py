@@ -73,7 +73,8 @@ def default_tiling(spec: DepthwiseSpec, target) -> CpuTiling:
 # 1.01-1.04 / 1.11-1.13, 14x14x576-s2 1.02-1.10 / 1.30-1.34, 28x28x192-s2 1.17-1.23 / 1.35-1.38.
 
 # Blocks a variant computes per pixel against the C / L of main (one more, rounded up to whole
-# register tiles): beyond this, the extra blocks cost more than the aligned loads gain.
+# parallel tasks: register tiles, or groups of them): beyond this, the extra blocks cost more
+# than the aligned loads gain.
 MAX_ALIGNED_BLOCKS_RATIO = 1.25
 MIN_LOADS_PER_OUTPUT = 3.5  # input vectors a register tile loads per output vector, per window
 MAX_ALIGNED_INPUT_BYTES = L2_BYTES

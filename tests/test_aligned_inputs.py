@@ -58,27 +58,32 @@ def _lines_written(blocks: ChannelBlocks, starts: list[int], tiles, offset_bytes
             for pixel in range(pixels) for tile in tiles for lane in range(blocks.lanes)}
 
 
-def _threads_share_a_line(blocks: ChannelBlocks, threads: int, phase: int) -> bool:
-    """Whether two of `threads` threads write one output line, the blocks split as TVM's
-    parallel loop splits them (contiguous ranges of ceil(n / threads))."""
-    chunk = -(-blocks.count // threads)
+def _threads_share_a_line(blocks: ChannelBlocks, threads: int, phase: int, blocks_per_task: int = 1) -> bool:
+    """Whether two of `threads` threads write one output line, the tasks (of `blocks_per_task`
+    blocks) split as TVM's parallel loop splits them (contiguous ranges of ceil(n / threads))."""
+    tasks = blocks.count // blocks_per_task
+    chunk = -(-tasks // threads) * blocks_per_task
     parts = [range(start, min(start + chunk, blocks.count)) for start in range(0, blocks.count, chunk)]
     starts = _block_starts(blocks)
     written = [_lines_written(blocks, starts, part, 4 * phase, pixels=3) for part in parts]
     return any(written[a] & written[b] for a in range(len(parts)) for b in range(a + 1, len(parts)))
 
 
-@pytest.mark.parametrize("channels, limit", [(384, 8), (576, 12), (960, 20)])
+@pytest.mark.parametrize("channels, blocks_per_task, limit", [(384, 1, 8), (576, 1, 12), (960, 1, 20), (576, 4, 9),
+                                                             (384, 3, 8)],
+                         ids=["14x14x384", "14x14x576", "7x7x960", "14x14x576-s2", "14x14x384-s2"])
 @pytest.mark.parametrize("phase", [4, 8, 12])
-def test_threads_of_channel_parallel_variants_share_no_output_line(channels, limit, phase):
-    """The blocks of the channel-parallel variants (14x14x384, 14x14x576, 7x7x960) write
-    disjoint output lines per thread on up to `max_threads` threads, and share one on a thread
-    more; in their own order two threads shared lines."""
-    blocks = ChannelBlocks.for_tile(16, phase, channels, 1, shared_lines_first=True)
-    assert blocks.max_threads(batch=1, blocks_per_task=1) == limit
-    assert not any(_threads_share_a_line(blocks, threads, phase) for threads in range(2, limit + 1))
-    assert _threads_share_a_line(blocks, limit + 1, phase)
-    assert _threads_share_a_line(ChannelBlocks.for_tile(16, phase, channels, 1), 2, phase)
+def test_threads_of_channel_parallel_variants_share_no_output_line(channels, blocks_per_task, limit, phase):
+    """The blocks of the channel-parallel variants (14x14x384, 14x14x576, 7x7x960 one block a
+    task; 14x14x576-s2 groups of 4, 14x14x384-s2 of 3) write disjoint output lines per thread on
+    up to `max_threads` threads, and share one on a thread more; in their own order two threads
+    shared lines."""
+    blocks = ChannelBlocks.for_tile(16, phase, channels, blocks_per_task, shared_lines_first=True)
+    assert blocks.max_threads(batch=1, blocks_per_task=blocks_per_task) == limit
+    assert not any(_threads_share_a_line(blocks, threads, phase, blocks_per_task) for threads in range(2, limit + 1))
+    assert _threads_share_a_line(blocks, limit + 1, phase, blocks_per_task)
+    assert _threads_share_a_line(ChannelBlocks.for_tile(16, phase, channels, blocks_per_task), 2, phase,
+                                 blocks_per_task)
 
 
 @pytest.mark.parametrize("target", ["host", "x86-avx2"])

@@ -264,6 +264,39 @@ def test_nhwc_parallel_loop_runs_channel_groups_on_small_planes(shape, strides, 
         assert _parallel_extent(schedule) == spec.batch * spec.out_height // tiling.tile_rows
 
 
+def test_one_group_an_image_reads_as_groups_and_has_no_variants():
+    """A batch of 8 14x14x64 images at stride 2 (4 blocks) runs one group of all 4 blocks an
+    image: the parallel loop is the batch's alone, over no row, and reads as groups of 4, whose
+    variants would take 8 blocks a pixel for 4 vectors (more than MAX_ALIGNED_BLOCKS_RATIO)."""
+    from dwc_compiler.schedules import aligned_variants
+    from dwc_compiler.schedules.cpu import group_blocks_of
+    from dwc_compiler.schedules.x86 import default_tiling
+
+    target = resolve_target("x86-avx512")
+    spec = dwc.DepthwiseSpec.create((8, 14, 14, 64), (3, 3, 64, 1), 2, "SAME")
+    main, _ = apply_rules(prim_func(spec), spec, target)
+    assert _parallel_extent(main) == 8
+    assert group_blocks_of(main, spec, default_tiling(spec, target)) == 4
+    assert aligned_variants(spec, target, main).by_offset == {}
+
+
+@pytest.mark.parametrize("seed", range(1, 7))
+def test_searched_tiles_divide_the_groups(seed):
+    """A search samples the blocks of 14x14x576-s2 inside groups of 4 vectors fixed first: every
+    sampled tile (1, 2 or 4 vectors a block) leaves 9 tasks, read back as 4 vectors a task."""
+    import tvm
+
+    from dwc_compiler.schedules import x86
+    from dwc_compiler.schedules.cpu import group_blocks_of, tiling_of
+
+    target = resolve_target("x86-avx512")
+    spec = dwc.DepthwiseSpec.create((1, 14, 14, 576), (3, 3, 576, 1), 2, "SAME")
+    sch = x86.apply(tvm.s_tir.Schedule(prim_func(spec), seed=seed), spec, target, tunable=True)
+    tiling = tiling_of(sch, spec, x86.default_tiling(spec, target))
+    assert _parallel_extent(sch) == 9
+    assert group_blocks_of(sch, spec, tiling) * tiling.vectors_per_block == 4
+
+
 @pytest.mark.parametrize("shape, strides, group_blocks, blocks_a_pixel, limit", [
     ((1, 7, 7, 960), 1, 1, 61, 20), ((1, 14, 14, 576), 2, 4, 40, 9)], ids=["7x7x960", "14x14x576-s2"])
 def test_kernels_for_inputs_off_a_vector_boundary_of_channel_parallel_kernels_start_at_the_last_aligned_block(

@@ -9,7 +9,7 @@ the blocks between the pixel's first and last vector boundary are aligned; one b
 channel 0 and one ending at channel C cover the channels before and after them, overlapping
 their neighbours (the overlapped channels are computed twice and stored twice with the same
 value). A pixel then takes C / L + 1 blocks instead of C / L, two of them unaligned (more, by
-repeating the last block, where a register tile holds several blocks).
+repeating the last block, where a register tile or a parallel task holds several blocks).
 
 The op's compute runs over the blocks' positions (``extent`` of them, a whole number of
 vectors); :meth:`ChannelBlocks.channel` maps a position to the channel it computes, which
@@ -43,7 +43,7 @@ class ChannelBlocks:
         phase: elements between the vector boundary before channel 0 and channel 0, 0 < phase < lanes.
         channels: the pixel's channels.
         count: blocks per pixel, at least ``channels / lanes + 1`` (more repeat the last block:
-            a register tile of several blocks needs a multiple of them).
+            a register tile or a parallel task of several blocks needs a multiple of them).
         first: the block the first position computes (positions go round the blocks from
             there); 0 in kernels that run row tiles in parallel.
     """
