@@ -32,14 +32,11 @@ THREADS = (1, 2)
 OUTPUT_PLACES, PLACE_STEP_BYTES = 6, 17 * 64
 
 
-def _kernel(spec, channel_outer: bool):
+def _kernel(spec, group_blocks: int):
     """The hand-scheduled kernel of `spec` (its variants for inputs off a vector boundary
-    included) with the given outer loop order: channel groups of the rule's size
-    (``cpu.group_size``, at least 1) in parallel, or row tiles."""
+    included) with channel groups of `group_blocks` blocks in parallel (0: row tiles)."""
     rule = cpu.channel_group_blocks
-    size = max(cpu.group_size(spec, x86.default_tiling(spec, resolve_target("host"))), 1)
-    order = lambda *args: size if channel_outer else 0  # noqa: E731
-    cpu.channel_group_blocks = order
+    cpu.channel_group_blocks = lambda *args: group_blocks
     try:
         return dwc.build(spec, "host", use_records=False)
     finally:
@@ -70,15 +67,16 @@ def measure(name: str, spec, rounds: int) -> dict:
     inputs["aligned"] = dwc.empty_aligned(spec.input_shape, np.float32)
     inputs["aligned"][...] = inputs["numpy"]
     weights = rng.random(spec.filter_shape).astype(np.float32)
-    kernels = {"rows": _kernel(spec, False), "channels": _kernel(spec, True)}
+    tiling = x86.default_tiling(spec, resolve_target("host"))
+    group_blocks = max(cpu.group_size(spec, tiling), 1)  # the rule's size, whatever the plane
+    kernels = {"rows": _kernel(spec, 0), "channels": _kernel(spec, group_blocks)}
     expected = kernels["rows"](inputs["aligned"], weights)
     for kernel in kernels.values():
         for data in inputs.values():
             np.testing.assert_allclose(kernel(data, weights), expected, rtol=1e-5, atol=1e-6)
-    tiling = x86.default_tiling(spec, kernels["rows"].target)
     picks = cpu.channel_group_blocks(spec, tiling)
     row = {"layer": name, "rule_picks": f"channels ({picks} a task)" if picks else "rows",
-           "group_blocks": max(cpu.group_size(spec, tiling), 1),
+           "group_blocks": group_blocks,
            "numpy_input_offset": int(inputs["numpy"].ctypes.data % 64)}
     outputs = {kind: _output_places(spec, int(data.ctypes.data % 64)) for kind, data in inputs.items()}
     calls = {f"{order} {kind} {place}": (lambda kernel=kernel, data=data, out=out: kernel.call(data, weights, out=out))
