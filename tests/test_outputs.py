@@ -38,21 +38,20 @@ def test_arrays_are_reused_only_once_free(to_argument):
     assert shifted.ctypes.data % 64 == 16
 
 
-def test_an_array_taken_between_check_and_claim_is_not_handed_out_twice(monkeypatch):
-    """Two threads: one finds a kept array free, and before it holds it another thread takes the
-    same array. The first must then see that it is not the array's only holder and take another
-    (here the second taker is run from inside the first's reference count check)."""
+def test_an_array_taken_by_another_thread_meanwhile_is_not_handed_out_twice(monkeypatch):
+    """Two threads take at once: while one checks a kept array's reference count, another takes
+    from the same buffers. The two must end up with different arrays (here the other taker runs
+    from inside the first's first reference count check, and that check counts what holds the
+    array after it)."""
     real_refcount = sys.getrefcount
     taken_meanwhile = []
     state = {"interleave": False}
 
     def refcount(obj):
-        count = real_refcount(obj) - 1  # as the caller would see it (without this frame's hold)
         if state["interleave"] and isinstance(obj, np.ndarray) and obj.shape == SHAPE:
             state["interleave"] = False
-            del obj  # held by nothing here now, as after the check
-            taken_meanwhile.append(buffers.take(0)[0])  # the other thread, between check and claim
-        return count
+            taken_meanwhile.append(buffers.take(0)[0])  # the other thread, before the check reads
+        return real_refcount(obj) - 1  # as the caller would see it (without this frame's hold)
 
     monkeypatch.setattr(outputs.sys, "getrefcount", refcount)
     buffers = OutputBuffers(SHAPE, DTYPE)
@@ -61,3 +60,4 @@ def test_an_array_taken_between_check_and_claim_is_not_handed_out_twice(monkeypa
     state["interleave"] = True
     mine = buffers.take(0)[0]
     assert taken_meanwhile and not np.shares_memory(mine, taken_meanwhile[0])
+    assert buffers.made == 2  # one of the two got the free array, the other a new one

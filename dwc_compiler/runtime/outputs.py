@@ -30,8 +30,8 @@ class OutputBuffers:
             boundary (a multiple of the itemsize below 64), and what to pass the compiled function
             for it: ``to_argument(array)``, made once per array (TVM's tensor of it saves the FFI
             a conversion on each call), or the array itself. An array is claimed by holding it
-            (its reference count), so two threads are never handed the same one: a taker checks,
-            after taking, that it is the array's only holder besides the kept entry.
+            (its reference count), so two threads are never handed the same one: a taker holds
+            it first, then checks that it is the array's only holder besides the kept entry.
         made: how many arrays were made so far (each a fresh allocation).
 
     The claims rest on the GIL (exact reference counts, each change atomic); a free-threaded
@@ -41,13 +41,15 @@ class OutputBuffers:
     def __init__(self, shape: tuple[int, ...], dtype: np.dtype,
                  to_argument: Callable[[np.ndarray], Any] | None = None) -> None:
         self.made = 0
-        kept: list[tuple | None] = [None] * KEPT
         refcount, turn = sys.getrefcount, [0]
 
-        # A kept entry: (array, argument, its backing buffer, offset, the counts of references to
-        # the array and to the buffer while nothing outside holds them, the array's count while one
-        # taker holds it). Each count is taken by the same expression that tests it later, so that
-        # what the interpreter itself holds during a call counts the same on both sides.
+        # A kept entry: (array, argument, its backing buffer, offset, the count of references to
+        # the buffer while nothing outside holds it or a view of the array, the array's count
+        # while one taker holds it). Each count is taken by the same expression that tests it
+        # later, so that what the interpreter itself holds during a call counts the same on both
+        # sides. A place never used holds an entry at no offset, which nothing takes.
+        kept: list[tuple] = [(None, None, None, -1, 0, 0)] * KEPT
+
         def make(offset: int) -> tuple:
             """A new kept entry for arrays `offset` bytes past a 64-byte boundary."""
             array = empty_aligned(shape, dtype, offset)
@@ -55,21 +57,26 @@ class OutputBuffers:
             claimed = refcount(array)  # as `result` in take, held by one taker
             del array
             self.made += 1
-            return entry + (refcount(entry[0]), refcount(entry[2]), claimed)
+            return entry + (refcount(entry[2]), claimed)
 
         def take(offset: int) -> tuple:
-            for entry in kept:  # a free one at this offset
-                if (entry is not None and entry[3] == offset and refcount(entry[0]) == entry[4]
-                        and refcount(entry[2]) == entry[5]):
+            for entry in kept:  # a free one at this offset: claimed first, then checked
+                if entry[3] == offset:
                     result = entry[0]
-                    if refcount(result) == entry[6]:  # no other thread took it meanwhile
+                    # Only this taker holds it (no variable, no other thread), nor a view its buffer.
+                    if refcount(result) == entry[5] and refcount(entry[2]) == entry[4]:
                         return result, entry[1]
                     result = None
-            for index, entry in enumerate(kept):  # else a place that is empty or whose array is free
-                if entry is None or (refcount(entry[0]) == entry[4] and refcount(entry[2]) == entry[5]):
+            for index, entry in enumerate(kept):  # else a place that is unused or whose array is free
+                if entry[0] is None:
                     break
+                result = entry[0]
+                if refcount(result) == entry[5] and refcount(entry[2]) == entry[4]:
+                    break
+                result = None
             else:  # all are held outside: replace the one made longest ago
                 index = turn[0]
+            result = None
             turn[0] = (index + 1) % KEPT
             kept[index] = entry = make(offset)
             return entry[0], entry[1]
