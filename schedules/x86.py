@@ -7,9 +7,8 @@ thread, AVX-512, benchmarks/results/tiling-sweep-*.json): 2 rows x 4 columns is 
 5% on the large 3x3 layers, where two output rows share two of their three input rows; 2x2 on
 14x14 outputs; a single row of 7 columns on 7x7 outputs. A 5x5 window or a dilation shares fewer
 inputs between rows and prefers one row of 4-7 columns. Wider channel blocks (2 vectors) were
-never better. NCHW vectorizes along output columns instead, with up to 8 rows per register tile
-(against 4: 0.975x the time in geomean over the MobileNetV2 layers, 0.89x on 7x7 planes, whose
-tile is then the whole plane; 1 thread, Emerald Rapids, 21 paired rounds). For NHWC inputs off a
+never better. NCHW vectorizes along output columns instead; its register tile takes every
+vector of an output row by a few rows (``nchw_tiling``). For NHWC inputs off a
 vector boundary (NumPy's arrays), ``aligned_variants`` adds kernels whose channel blocks start
 at the input's first vector boundary, with the register tile of the kernel for aligned inputs,
 where the split loads cost more than the block of extra work they take.
@@ -23,26 +22,52 @@ from typing import Any, Callable
 import numpy as np
 
 from ..ops.channel_blocks import ChannelBlocks
-from ..ops.depthwise import DepthwiseSpec
+from ..ops.depthwise import DepthwiseSpec, sum_width
 from ..ops.primfunc import accumulator_dtype, prim_func
 from .base import AlignedVariants, as_schedule
-from .cpu import L2_BYTES, CpuTiling, apply_cpu_rule, group_blocks_of, plan_tiling, schedule_nhwc, tiling_of
+from .cpu import (L2_BYTES, CpuTiling, apply_cpu_rule, group_blocks_of, largest_divisor_at_most, plan_tiling,
+                  schedule_nhwc, tiling_of, vector_lanes_for)
 from .cpu_separable import apply_separable_rule
 
 NAME = "hand:x86"
 
 SMALL_WINDOW_TILES = ((2, 4), (2, 2), (1, 7), (1, 4), (1, 8))
 LARGE_WINDOW_TILES = ((1, 4), (1, 7), (1, 8), (1, 5), (1, 6))
-NCHW_TILES = ((8, 1),)
+
+# An NCHW register tile: the whole row's vectors (up to this many) by as many rows as make
+# about NCHW_TILE_SUMS accumulators, within the registers the window's taps leave free.
+MAX_NCHW_ROW_VECTORS = 7
+NCHW_TILE_SUMS = 8
+MIN_NCHW_SUMS_BUDGET = 4
 
 
 def default_tiling(spec: DepthwiseSpec, target) -> CpuTiling:
     """The hand-picked tiling for `spec` on the x86 `target`."""
     lanes = target.lanes(accumulator_dtype(spec.dtype))
     if spec.data_format == "NCHW":
-        return plan_tiling(spec, lanes, 1, NCHW_TILES)
+        return nchw_tiling(spec, lanes, 32 if target.lanes("float32") >= 16 else 16)
     small_window = spec.filter_height * spec.filter_width <= 9 and spec.dilations == (1, 1)
     return plan_tiling(spec, lanes, 1, SMALL_WINDOW_TILES if small_window else LARGE_WINDOW_TILES)
+
+
+def nchw_tiling(spec: DepthwiseSpec, lanes: int, registers: int) -> CpuTiling:
+    """The NCHW register tile on `lanes`-wide vectors and `registers` vector registers: every
+    vector of an output row (:func:`~dwc_compiler.ops.depthwise.sum_width` columns, up to
+    ``MAX_NCHW_ROW_VECTORS``) by as many rows as make ``NCHW_TILE_SUMS`` sums, fewer where the
+    sums would not fit in the registers the window's taps and two loaded vectors leave (at least
+    ``MIN_NCHW_SUMS_BUDGET``): on AVX2's 16 registers a 3x3 window leaves 5. The rows are the
+    divisor of the output's height nearest that (7x7 planes on AVX2: 7 rows, not 1).
+
+    Measured against the tile of 8 rows by one vector it replaces (``benchmarks/nchw_tiles.py``,
+    results in ``benchmarks/results/nchw-tiles-*.md``): a window row's input vectors then serve
+    every vector of the output row and several rows at once."""
+    width = sum_width(spec)
+    vector_lanes = vector_lanes_for(width, lanes)
+    sums_budget = max(MIN_NCHW_SUMS_BUDGET, registers - spec.filter_height * spec.filter_width - 2)
+    vectors = largest_divisor_at_most(width // vector_lanes, min(MAX_NCHW_ROW_VECTORS, sums_budget))
+    rows_wanted = max(1, min(-(-NCHW_TILE_SUMS // vectors), sums_budget // vectors))
+    divisors = [rows for rows in range(1, spec.out_height + 1) if spec.out_height % rows == 0]
+    return CpuTiling(vector_lanes, vectors, min(divisors, key=lambda rows: (abs(rows - rows_wanted), rows)), 1)
 
 
 # Kernels for inputs off a vector boundary (ops/channel_blocks.py) compute one block per pixel

@@ -337,3 +337,29 @@ def test_kernels_for_inputs_off_a_vector_boundary_run_row_tiles_in_parallel():
     assert all(channel_blocks.first == 0 for channel_blocks, _ in variants.by_offset.values())
     for schedule in (main, *(make() for _, make in variants.by_offset.values())):
         assert _parallel_extent(schedule) == spec.out_height // tiling.tile_rows
+
+
+@pytest.mark.parametrize("target_name, input_shape, strides, filter_size, vectors, rows", [
+    ("x86-avx512", (1, 3, 16, 112), 1, 3, 7, 2),  # 112 columns: 7 vectors a row, 2 rows
+    ("x86-avx512", (1, 3, 16, 56), 2, 3, 2, 4),   # 28 output columns: both vectors, 4 rows
+    ("x86-avx512", (1, 4, 28, 28), 1, 5, 2, 2),   # a 5x5 window's 25 taps leave room for 4 sums
+    ("x86-avx512", (1, 4, 7, 7), 1, 3, 1, 7),     # one vector a row: the whole 7-row plane
+    ("x86-avx2", (1, 3, 16, 112), 1, 3, 2, 2),    # 14 vectors a row, 16 registers: 2 by 2
+    ("x86-avx2", (1, 3, 7, 7), 1, 3, 1, 7),       # 7 rows nearer the 5 sums that fit than 1 row
+])
+def test_nchw_register_tile_takes_whole_rows_and_computes_the_reference(target_name, input_shape, strides,
+                                                                        filter_size, vectors, rows):
+    """The x86 NCHW register tile (``schedules/x86.py``, ``nchw_tiling``) takes every vector of
+    an output row (up to 7) by as many rows as make about 8 sums, within the registers the
+    window's taps leave; and each such tile's kernel matches the float64 reference."""
+    from dwc_compiler.schedules.x86 import default_tiling
+
+    from helpers import check_against_reference, skip_unless_this_cpu_runs
+
+    channels = input_shape[1]
+    filter_shape = (filter_size, filter_size, channels, 1)
+    spec = dwc.DepthwiseSpec.create(input_shape, filter_shape, strides, "SAME", "NCHW")
+    tiling = default_tiling(spec, resolve_target(target_name))
+    assert (tiling.vectors_per_block, tiling.tile_rows) == (vectors, rows)
+    skip_unless_this_cpu_runs(target_name)
+    check_against_reference(input_shape, filter_shape, strides, "SAME", "NCHW", target=target_name)

@@ -30,10 +30,11 @@ def nchw_spec(spec: Any) -> Any:
                                     "NCHW")
 
 
-def measure_layer(name: str, spec: Any, build_nchw: Callable[[Any, bool], Any], rounds: int) -> dict[str, Any]:
+def measure_layer(name: str, spec: Any, build_nchw: Callable[[Any, bool], Any], rounds: int,
+                  target: str = "host") -> dict[str, Any]:
     """Interleaved rounds of three kernels of the NHWC layer `spec`: ``build_nchw(nchw_spec,
-    True)`` (``new``), ``build_nchw(nchw_spec, False)`` (``old``) and dwc's NHWC kernel
-    (``nhwc``), each checked against the reference first.
+    True)`` (``new``), ``build_nchw(nchw_spec, False)`` (``old``) and dwc's NHWC kernel for
+    `target` (``nhwc``), each checked against the reference first.
 
     Returns:
         The medians (``median_us``), the paired ratios ``new_over_old``, ``new_over_nhwc`` and
@@ -45,7 +46,7 @@ def measure_layer(name: str, spec: Any, build_nchw: Callable[[Any, bool], Any], 
     weights = rng.random(spec.filter_shape).astype(np.float32)
     layer = nchw_spec(spec)
     kernels = {NEW: (build_nchw(layer, True), nchw), OLD: (build_nchw(layer, False), nchw),
-               NHWC: (dwc.build(spec, "host"), nhwc)}
+               NHWC: (dwc.build(spec, target), nhwc)}
     reference = spec.reference(nhwc, weights).transpose(0, 3, 1, 2)
     errors = {}
     for kind, (kernel, data) in kernels.items():
@@ -87,11 +88,13 @@ def results_table(rows: list[dict[str, Any]], new_label: str, old_label: str) ->
 
 
 def run_comparison(results: Path, name: str, title: str, build_nchw: Callable[[Any, bool], Any],
-                   labels: tuple[str, str], include: Callable[[Any], bool] = lambda spec: True) -> None:
+                   labels: tuple[str, str], include: Callable[[Any], bool] = lambda spec: True,
+                   target: str = "host") -> None:
     """A benchmark script's whole run: ``THREADS ROUNDS`` from the command line (1, 21), every
     MobileNetV2 layer that `include` takes measured by :func:`measure_layer` with `build_nchw`
-    (`labels`: what ``new`` and ``old`` are), a line printed per layer, and
-    ``<results>/<name>-<stamp>.json`` and ``.md`` written (`title` says what is compared)."""
+    (`labels`: what ``new`` and ``old`` are; the NHWC kernel for `target`), a line printed per
+    layer, and ``<results>/<name>-<stamp>.json`` and ``.md`` written (`title` says what is
+    compared)."""
     threads, rounds = int_arguments(1, 21)
     dwc.set_num_threads(threads)
     new_label, old_label = labels
@@ -99,13 +102,14 @@ def run_comparison(results: Path, name: str, title: str, build_nchw: Callable[[A
     for layer, spec in MOBILENET_V2.items():
         if not include(spec):
             continue
-        row = measure_layer(layer, spec, build_nchw, rounds)
+        row = measure_layer(layer, spec, build_nchw, rounds, target)
         rows.append(row)
         medians = row["median_us"]
         print(f"{layer:20s} {new_label} {medians[NEW]:7.1f}  {old_label} {medians[OLD]:7.1f}  nhwc {medians[NHWC]:7.1f}"
               f" us  {new_label} / {old_label} {row['new_over_old']:.2f}x  NCHW/NHWC {row['new_over_nhwc']:.2f}x"
               f" (was {row['old_over_nhwc']:.2f}x)", flush=True)
     table = results_table(rows, new_label, old_label)
-    write_results(results, name, f"{title} ({threads} thread(s))", method_text(threads, rounds, (*labels, "nhwc")),
-                  {"threads": threads, "rounds": rounds, "rows": rows}, table)
+    write_results(results, name, f"{title} ({target}, {threads} thread(s))",
+                  method_text(threads, rounds, (*labels, "nhwc")),
+                  {"target": target, "threads": threads, "rounds": rounds, "rows": rows}, table)
     print(table[-1])
