@@ -25,8 +25,8 @@ from ..ops.channel_blocks import ChannelBlocks
 from ..ops.depthwise import DepthwiseSpec, sum_width
 from ..ops.primfunc import accumulator_dtype, prim_func
 from .base import AlignedVariants, as_schedule
-from .cpu import (L2_BYTES, CpuTiling, apply_cpu_rule, group_blocks_of, largest_divisor_at_most, plan_tiling,
-                  schedule_nhwc, tiling_of, vector_lanes_for)
+from .cpu import (L2_BYTES, CpuTiling, apply_cpu_rule, channel_group_blocks, group_blocks_of, largest_divisor_at_most,
+                  plan_tiling, schedule_nhwc, tiling_of, vector_lanes_for)
 from .cpu_separable import apply_separable_rule
 
 NAME = "hand:x86"
@@ -40,6 +40,13 @@ MAX_NCHW_ROW_VECTORS = 7
 NCHW_TILE_SUMS = 8
 MIN_NCHW_SUMS_BUDGET = 4
 
+# NHWC row tiles in parallel sweep the tile's input rows once per channel block. Where one
+# block's band of them (rows x width x one vector) passes half an L1, a block takes up to this
+# many vectors, in a tile of WIDE_BLOCK_TILES pixels.
+L1_BYTES = 48 << 10  # a core's L1 data cache on the machines measured
+MAX_WIDE_BLOCK_VECTORS = 3
+WIDE_BLOCK_TILES = ((2, 2), (1, 4), (1, 2))
+
 
 def default_tiling(spec: DepthwiseSpec, target) -> CpuTiling:
     """The hand-picked tiling for `spec` on the x86 `target`."""
@@ -47,7 +54,21 @@ def default_tiling(spec: DepthwiseSpec, target) -> CpuTiling:
     if spec.data_format == "NCHW":
         return nchw_tiling(spec, lanes, 32 if target.lanes("float32") >= 16 else 16)
     small_window = spec.filter_height * spec.filter_width <= 9 and spec.dilations == (1, 1)
-    return plan_tiling(spec, lanes, 1, SMALL_WINDOW_TILES if small_window else LARGE_WINDOW_TILES)
+    tiling = plan_tiling(spec, lanes, 1, SMALL_WINDOW_TILES if small_window else LARGE_WINDOW_TILES)
+    if small_window and channel_group_blocks(spec, tiling) == 0 and _block_band_bytes(spec, tiling) > L1_BYTES // 2:
+        return plan_tiling(spec, lanes, MAX_WIDE_BLOCK_VECTORS, WIDE_BLOCK_TILES)
+    return tiling
+
+
+def _block_band_bytes(spec: DepthwiseSpec, tiling: CpuTiling) -> int:
+    """The input one channel block of one NHWC row tile reads: its rows by the input's width by
+    a vector.
+
+    Measured (``benchmarks/results/nhwc-wide-blocks-*.md``): 112x112x32-s1 (28 KB a band on
+    AVX-512) and 112x112x96-s2 (36 KB) gain from blocks of all 2, or 3 of their 6, vectors in 2x2
+    pixel tiles; 56x56x144 (14-18 KB) do not."""
+    rows = (tiling.tile_rows - 1) * spec.strides[0] + (spec.filter_height - 1) * spec.dilations[0] + 1
+    return rows * spec.in_width * tiling.vector_lanes * spec.itemsize
 
 
 def nchw_tiling(spec: DepthwiseSpec, lanes: int, registers: int) -> CpuTiling:

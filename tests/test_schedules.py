@@ -363,3 +363,25 @@ def test_nchw_register_tile_takes_whole_rows_and_computes_the_reference(target_n
     assert (tiling.vectors_per_block, tiling.tile_rows) == (vectors, rows)
     skip_unless_this_cpu_runs(target_name)
     check_against_reference(input_shape, filter_shape, strides, "SAME", "NCHW", target=target_name)
+
+
+@pytest.mark.parametrize("input_shape, strides, tile", [
+    ((1, 8, 112, 32), 1, (2, 2, 2)),   # a band of 4 rows x 112 x 64 B = 28 KB: both vectors, 2x2 pixels
+    ((1, 12, 112, 96), 2, (3, 2, 2)),  # 5 rows at stride 2: 36 KB, 3 of the 6 vectors
+    ((1, 8, 56, 144), 1, (1, 2, 4)),   # 14 KB: one vector in 2x4 pixels, as before
+])
+def test_nhwc_wide_planes_take_channel_blocks_of_several_vectors(input_shape, strides, tile):
+    """NHWC row tiles in parallel sweep their input rows once per channel block; where one
+    block's band of them passes half an L1 (``schedules/x86.py``), a block takes up to 3 vectors
+    (as many as divide the pixel's) in a small pixel tile. Checks the tile on AVX-512 and that
+    the kernel matches the float64 reference."""
+    from dwc_compiler.schedules.x86 import default_tiling
+
+    from helpers import check_against_reference, skip_unless_this_cpu_runs
+
+    filter_shape = (3, 3, input_shape[3], 1)
+    spec = dwc.DepthwiseSpec.create(input_shape, filter_shape, strides, "SAME")
+    tiling = default_tiling(spec, resolve_target("x86-avx512"))
+    assert (tiling.vectors_per_block, tiling.tile_rows, tiling.tile_cols) == tile
+    skip_unless_this_cpu_runs("x86-avx512")
+    check_against_reference(input_shape, filter_shape, strides, "SAME", target="x86-avx512")
