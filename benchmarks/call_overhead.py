@@ -33,9 +33,10 @@ import numpy as np
 
 import dwc_compiler as dwc
 from dwc_compiler.benchmarking.interleaved import int_arguments, interleaved_rounds, median_difference, write_results
-from dwc_compiler.runtime.arrays import empty_aligned
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# An even number of calls a block: `api-kept` then ends holding the kernel's second buffer, so
+# the calls after it, whose results are dropped, take the first one again, as `compiled` writes.
 WARMUP_CALLS, TIMED_CALLS = 200, 2000
 WAYS = ("kernel", "api", "api-kept")  # each timed against "compiled"
 LAYERS = {  # name: (input shape NHWC, filter shape, strides)

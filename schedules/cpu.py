@@ -14,7 +14,7 @@ loops of their own without the test. The epilogue
 (bias, activation, cast) is applied to each register tile as it is stored.
 
 NCHW: (batch, channel) planes in parallel -> tiles of rows -> vectors of output columns; each
-tile's accumulators (rows x vector) in registers, the window unrolled around them. Where the
+tile's accumulators (rows x vectors) in registers, the window unrolled around them. Where the
 target has masked vector loads (x86), the windows are read from the input itself, the padding
 columns masked off each load, strided columns picked from contiguous loads by a permute
 (``tir_passes.masked_select_loads``); elsewhere each plane's padded input is copied once into a

@@ -1,14 +1,16 @@
 """x86 (AVX2 / AVX-512) schedule rule for depthwise convolution.
 
-The story: a register tile is one vector of channels (8 float32 lanes on AVX2, 16 on
+The story: a register tile is a block of channel vectors (8 float32 lanes on AVX2, 16 on
 AVX-512) by a small block of output pixels; the filter window is unrolled around it, so every
 input vector loaded feeds several accumulators. Measured on the MobileNetV2 layers (one
-thread, AVX-512, benchmarks/results/tiling-sweep-*.json): 2 rows x 4 columns is best or within
-5% on the large 3x3 layers, where two output rows share two of their three input rows; 2x2 on
-14x14 outputs; a single row of 7 columns on 7x7 outputs. A 5x5 window or a dilation shares fewer
-inputs between rows and prefers one row of 4-7 columns. Wider channel blocks (2 vectors) were
-never better. NCHW vectorizes along output columns instead; its register tile takes every
-vector of an output row by a few rows (``nchw_tiling``). For NHWC inputs off a
+thread, AVX-512, benchmarks/results/tiling-sweep-*.json, aligned inputs): 2 rows x 4 columns of
+one vector is best or within 5% on the large 3x3 layers, where two output rows share two of
+their three input rows; 2x2 on 14x14 outputs; a single row of 7 columns on 7x7 outputs. A 5x5
+window or a dilation shares fewer inputs between rows and prefers one row of 4-7 columns. Wider
+channel blocks pay on the widest planes only, whose row tiles sweep a band of input rows past
+half an L1 once per block (``default_tiling``: 112x112x32-s1 and 112x112x96-s2). NCHW
+vectorizes along output columns instead; its register tile takes the vectors of an output row
+by a few rows (``nchw_tiling``). For NHWC inputs off a
 vector boundary (NumPy's arrays), ``aligned_variants`` adds kernels whose channel blocks start
 at the input's first vector boundary, with the register tile of the kernel for aligned inputs,
 where the split loads cost more than the block of extra work they take.
@@ -34,15 +36,16 @@ NAME = "hand:x86"
 SMALL_WINDOW_TILES = ((2, 4), (2, 2), (1, 7), (1, 4), (1, 8))
 LARGE_WINDOW_TILES = ((1, 4), (1, 7), (1, 8), (1, 5), (1, 6))
 
-# An NCHW register tile: the whole row's vectors (up to this many) by as many rows as make
-# about NCHW_TILE_SUMS accumulators, within the registers the window's taps leave free.
+# An NCHW register tile: the row's vectors (up to this many, as many as divide the row's and fit
+# the sums' budget) by about as many rows as make NCHW_TILE_SUMS accumulators.
 MAX_NCHW_ROW_VECTORS = 7
 NCHW_TILE_SUMS = 8
 MIN_NCHW_SUMS_BUDGET = 4
 
 # NHWC row tiles in parallel sweep the tile's input rows once per channel block. Where one
 # block's band of them (rows x width x one vector) passes half an L1, a block takes up to this
-# many vectors, in a tile of WIDE_BLOCK_TILES pixels.
+# many vectors (as many as divide a pixel's), in a tile of WIDE_BLOCK_TILES pixels: on AVX-512,
+# where it was measured (its 32 registers hold the 12 sums of 3 vectors by 2x2 pixels).
 L1_BYTES = 48 << 10  # a core's L1 data cache on the machines measured
 MAX_WIDE_BLOCK_VECTORS = 3
 WIDE_BLOCK_TILES = ((2, 2), (1, 4), (1, 2))
@@ -55,9 +58,13 @@ def default_tiling(spec: DepthwiseSpec, target) -> CpuTiling:
         return nchw_tiling(spec, lanes, 32 if target.lanes("float32") >= 16 else 16)
     small_window = spec.filter_height * spec.filter_width <= 9 and spec.dilations == (1, 1)
     tiling = plan_tiling(spec, lanes, 1, SMALL_WINDOW_TILES if small_window else LARGE_WINDOW_TILES)
-    if small_window and channel_group_blocks(spec, tiling) == 0 and _block_band_bytes(spec, tiling) > L1_BYTES // 2:
-        return plan_tiling(spec, lanes, MAX_WIDE_BLOCK_VECTORS, WIDE_BLOCK_TILES)
-    return tiling
+    if (not small_window or target.lanes("float32") < 16 or channel_group_blocks(spec, tiling)
+            or _block_band_bytes(spec, tiling) <= L1_BYTES // 2):
+        return tiling
+    wide = plan_tiling(spec, lanes, MAX_WIDE_BLOCK_VECTORS, WIDE_BLOCK_TILES)
+    # Only a block that is wider, and still under row tiles in parallel (a wider block can pass
+    # the channel groups' whole-cache-line test that one vector failed).
+    return wide if wide.vectors_per_block > 1 and not channel_group_blocks(spec, wide) else tiling
 
 
 def _block_band_bytes(spec: DepthwiseSpec, tiling: CpuTiling) -> int:
@@ -72,12 +79,16 @@ def _block_band_bytes(spec: DepthwiseSpec, tiling: CpuTiling) -> int:
 
 
 def nchw_tiling(spec: DepthwiseSpec, lanes: int, registers: int) -> CpuTiling:
-    """The NCHW register tile on `lanes`-wide vectors and `registers` vector registers: every
-    vector of an output row (:func:`~dwc_compiler.ops.depthwise.sum_width` columns, up to
-    ``MAX_NCHW_ROW_VECTORS``) by as many rows as make ``NCHW_TILE_SUMS`` sums, fewer where the
-    sums would not fit in the registers the window's taps and two loaded vectors leave (at least
-    ``MIN_NCHW_SUMS_BUDGET``): on AVX2's 16 registers a 3x3 window leaves 5. The rows are the
-    divisor of the output's height nearest that (7x7 planes on AVX2: 7 rows, not 1).
+    """The NCHW register tile on `lanes`-wide vectors and `registers` vector registers.
+
+    The sums' budget is what the window's taps and two loaded vectors leave of the registers
+    (at least ``MIN_NCHW_SUMS_BUDGET``; on AVX2's 16 a 3x3 window leaves 5, on AVX-512's 32
+    it leaves 21). The tile takes the most vectors of an output row
+    (:func:`~dwc_compiler.ops.depthwise.sum_width` columns) that divide the row's, up to
+    ``MAX_NCHW_ROW_VECTORS`` and the budget: the whole row wherever it has up to 7 vectors on
+    AVX-512 (a 112-column row on AVX2 takes 2 of its 14). Its rows aim at ``NCHW_TILE_SUMS``
+    sums within the budget, and are the divisor of the output's height nearest that aim, which
+    may pass the budget (7x7 planes on AVX2: 7 rows, not 1; a prime height of 13: 13 rows).
 
     Measured against the tile of 8 rows by one vector it replaces (``benchmarks/nchw_tiles.py``,
     results in ``benchmarks/results/nchw-tiles-*.md``): a window row's input vectors then serve

@@ -38,20 +38,28 @@ def test_arrays_are_reused_only_once_free(to_argument):
     assert shifted.ctypes.data % 64 == 16
 
 
-def test_an_array_taken_by_another_thread_meanwhile_is_not_handed_out_twice(monkeypatch):
+@pytest.mark.parametrize("other_taker", ["before the count", "after the count"])
+def test_an_array_taken_by_another_thread_meanwhile_is_not_handed_out_twice(monkeypatch, other_taker):
     """Two threads take at once: while one checks a kept array's reference count, another takes
-    from the same buffers. The two must end up with different arrays (here the other taker runs
-    from inside the first's first reference count check, and that check counts what holds the
-    array after it)."""
+    from the same buffers. The two must end up with different arrays. Here the other taker runs
+    from inside the first's first reference count check of an array, either before that check
+    reads the count (it then sees what the other taker holds) or after it (as if it read it
+    first): a taker that checks before it holds the array fails the second case."""
     real_refcount = sys.getrefcount
     taken_meanwhile = []
     state = {"interleave": False}
 
     def refcount(obj):
-        if state["interleave"] and isinstance(obj, np.ndarray) and obj.shape == SHAPE:
+        interleave = state["interleave"] and isinstance(obj, np.ndarray) and obj.shape == SHAPE
+        if interleave and other_taker == "before the count":
             state["interleave"] = False
-            taken_meanwhile.append(buffers.take(0)[0])  # the other thread, before the check reads
-        return real_refcount(obj) - 1  # as the caller would see it (without this frame's hold)
+            taken_meanwhile.append(buffers.take(0)[0])
+        count = real_refcount(obj) - 1  # as the caller would see it (without this frame's hold)
+        if interleave and other_taker == "after the count":
+            state["interleave"] = False
+            del obj  # held by nothing here now, as after the check
+            taken_meanwhile.append(buffers.take(0)[0])
+        return count
 
     monkeypatch.setattr(outputs.sys, "getrefcount", refcount)
     buffers = OutputBuffers(SHAPE, DTYPE)

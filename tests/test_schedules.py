@@ -342,16 +342,18 @@ def test_kernels_for_inputs_off_a_vector_boundary_run_row_tiles_in_parallel():
 @pytest.mark.parametrize("target_name, input_shape, strides, filter_size, vectors, rows", [
     ("x86-avx512", (1, 3, 16, 112), 1, 3, 7, 2),  # 112 columns: 7 vectors a row, 2 rows
     ("x86-avx512", (1, 3, 16, 56), 2, 3, 2, 4),   # 28 output columns: both vectors, 4 rows
-    ("x86-avx512", (1, 4, 28, 28), 1, 5, 2, 2),   # a 5x5 window's 25 taps leave room for 4 sums
+    ("x86-avx512", (1, 4, 28, 28), 1, 5, 2, 2),   # a 5x5 window's 25 taps leave 5 sums: 2 rows of 2
     ("x86-avx512", (1, 4, 7, 7), 1, 3, 1, 7),     # one vector a row: the whole 7-row plane
     ("x86-avx2", (1, 3, 16, 112), 1, 3, 2, 2),    # 14 vectors a row, 16 registers: 2 by 2
     ("x86-avx2", (1, 3, 7, 7), 1, 3, 1, 7),       # 7 rows nearer the 5 sums that fit than 1 row
+    ("x86-avx512", (1, 2, 13, 28), 1, 3, 2, 1),   # a prime height: 1 row nearer the 4 wanted than 13
 ])
 def test_nchw_register_tile_takes_whole_rows_and_computes_the_reference(target_name, input_shape, strides,
                                                                         filter_size, vectors, rows):
-    """The x86 NCHW register tile (``schedules/x86.py``, ``nchw_tiling``) takes every vector of
-    an output row (up to 7) by as many rows as make about 8 sums, within the registers the
-    window's taps leave; and each such tile's kernel matches the float64 reference."""
+    """The x86 NCHW register tile (``schedules/x86.py``, ``nchw_tiling``) takes the vectors of
+    an output row (all of them where they are up to 7 and fit the sums' budget, what the
+    window's taps leave of the registers) by the divisor of the height nearest the rows that
+    make about 8 sums; and each such tile's kernel matches the float64 reference."""
     from dwc_compiler.schedules.x86 import default_tiling
 
     from helpers import check_against_reference, skip_unless_this_cpu_runs
@@ -368,13 +370,15 @@ def test_nchw_register_tile_takes_whole_rows_and_computes_the_reference(target_n
 @pytest.mark.parametrize("input_shape, strides, tile", [
     ((1, 8, 112, 32), 1, (2, 2, 2)),   # a band of 4 rows x 112 x 64 B = 28 KB: both vectors, 2x2 pixels
     ((1, 12, 112, 96), 2, (3, 2, 2)),  # 5 rows at stride 2: 36 KB, 3 of the 6 vectors
-    ((1, 8, 56, 144), 1, (1, 2, 4)),   # 14 KB: one vector in 2x4 pixels, as before
+    ((1, 16, 56, 144), 1, (1, 2, 4)),  # row tiles in parallel, a 14 KB band: one vector in 2x4 pixels
+    ((1, 16, 112, 16), 1, (1, 2, 4)),  # a 28 KB band but one vector a pixel: nothing to widen
 ])
 def test_nhwc_wide_planes_take_channel_blocks_of_several_vectors(input_shape, strides, tile):
     """NHWC row tiles in parallel sweep their input rows once per channel block; where one
     block's band of them passes half an L1 (``schedules/x86.py``), a block takes up to 3 vectors
-    (as many as divide the pixel's) in a small pixel tile. Checks the tile on AVX-512 and that
-    the kernel matches the float64 reference."""
+    (as many as divide the pixel's, more than one) in a small pixel tile. Checks the tile on
+    AVX-512 (AVX2 keeps one vector: unmeasured there) and that the kernel matches the float64
+    reference."""
     from dwc_compiler.schedules.x86 import default_tiling
 
     from helpers import check_against_reference, skip_unless_this_cpu_runs
@@ -383,5 +387,6 @@ def test_nhwc_wide_planes_take_channel_blocks_of_several_vectors(input_shape, st
     spec = dwc.DepthwiseSpec.create(input_shape, filter_shape, strides, "SAME")
     tiling = default_tiling(spec, resolve_target("x86-avx512"))
     assert (tiling.vectors_per_block, tiling.tile_rows, tiling.tile_cols) == tile
+    assert default_tiling(spec, resolve_target("x86-avx2")).vectors_per_block == 1
     skip_unless_this_cpu_runs("x86-avx512")
     check_against_reference(input_shape, filter_shape, strides, "SAME", target="x86-avx512")

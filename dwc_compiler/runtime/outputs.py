@@ -31,7 +31,8 @@ class OutputBuffers:
             for it: ``to_argument(array)``, made once per array (TVM's tensor of it saves the FFI
             a conversion on each call), or the array itself. An array is claimed by holding it
             (its reference count), so two threads are never handed the same one: a taker holds
-            it first, then checks that it is the array's only holder besides the kept entry.
+            it first, then checks that it is the array's only holder besides the kept entry
+            (the entry's TVM tensor of it included) and that no view holds its buffer.
         made: how many arrays were made so far (each a fresh allocation).
 
     The claims rest on the GIL (exact reference counts, each change atomic); a free-threaded
@@ -63,7 +64,7 @@ class OutputBuffers:
             for entry in kept:  # a free one at this offset: claimed first, then checked
                 if entry[3] == offset:
                     result = entry[0]
-                    # Only this taker holds it (no variable, no other thread), nor a view its buffer.
+                    # Only this taker holds it (no variable, no other thread), and no view holds its buffer.
                     if refcount(result) == entry[5] and refcount(entry[2]) == entry[4]:
                         return result, entry[1]
                     result = None
