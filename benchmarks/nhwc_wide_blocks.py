@@ -105,8 +105,8 @@ def main() -> None:
               f"outputs in turn; {rounds} interleaved rounds (then reversed), each block {WARMUP_CALLS} warm-up "
               f"calls then {TIMED_CALLS} timed calls (block mean); medians over rounds, ratios the medians of "
               f"the per-round ratios")
-    write_results(RESULTS, f"nhwc-wide-blocks-{threads}t", f"NHWC channel blocks of several vectors ({threads} thread(s))",
-                  method, {"threads": threads, "rounds": rounds, "rows": rows}, table)
+    write_results(RESULTS, f"nhwc-wide-blocks-{threads}t",
+                  f"NHWC channel blocks of several vectors ({threads} thread(s))", method, {"threads": threads, "rounds": rounds, "rows": rows}, table)
 
 
 if __name__ == "__main__":

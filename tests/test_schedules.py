@@ -339,17 +339,19 @@ def test_kernels_for_inputs_off_a_vector_boundary_run_row_tiles_in_parallel():
         assert _parallel_extent(schedule) == spec.out_height // tiling.tile_rows
 
 
-@pytest.mark.parametrize("target_name, input_shape, strides, filter_size, vectors, rows", [
-    ("x86-avx512", (1, 3, 16, 112), 1, 3, 7, 2),  # 112 columns: 7 vectors a row, 2 rows
-    ("x86-avx512", (1, 3, 16, 56), 2, 3, 2, 4),   # 28 output columns: both vectors, 4 rows
-    ("x86-avx512", (1, 4, 28, 28), 1, 5, 2, 2),   # a 5x5 window's 25 taps leave 5 sums: 2 rows of 2
-    ("x86-avx512", (1, 4, 7, 7), 1, 3, 1, 7),     # one vector a row: the whole 7-row plane
-    ("x86-avx2", (1, 3, 16, 112), 1, 3, 2, 2),    # 14 vectors a row, 16 registers: 2 by 2
-    ("x86-avx2", (1, 3, 7, 7), 1, 3, 1, 7),       # 7 rows nearer the 5 sums that fit than 1 row
-    ("x86-avx512", (1, 2, 13, 28), 1, 3, 2, 1),   # a prime height: 1 row nearer the 4 wanted than 13
+@pytest.mark.parametrize("target_name, input_shape, strides, filter_size, vectors, rows, dtype", [
+    ("x86-avx512", (1, 3, 16, 112), 1, 3, 7, 2, "float64"),  # 14 vectors of 8 doubles a row: 7 of them
+    ("x86-avx512", (1, 3, 16, 112), 1, 3, 7, 2, "float16"),  # float16 sums in 16 float32 lanes
+    ("x86-avx512", (1, 3, 16, 112), 1, 3, 7, 2, "float32"),  # 112 columns: 7 vectors a row, 2 rows
+    ("x86-avx512", (1, 3, 16, 56), 2, 3, 2, 4, "float32"),   # 28 output columns: both vectors, 4 rows
+    ("x86-avx512", (1, 4, 28, 28), 1, 5, 2, 2, "float32"),   # a 5x5 window's 25 taps leave 5 sums: 2 rows of 2
+    ("x86-avx512", (1, 4, 7, 7), 1, 3, 1, 7, "float32"),     # one vector a row: the whole 7-row plane
+    ("x86-avx2", (1, 3, 16, 112), 1, 3, 2, 2, "float32"),    # 14 vectors a row, 16 registers: 2 by 2
+    ("x86-avx2", (1, 3, 7, 7), 1, 3, 1, 7, "float32"),       # 7 rows nearer the 5 sums that fit than 1 row
+    ("x86-avx512", (1, 2, 13, 28), 1, 3, 2, 1, "float32"),   # a prime height: 1 row nearer the 4 wanted than 13
 ])
 def test_nchw_register_tile_takes_whole_rows_and_computes_the_reference(target_name, input_shape, strides,
-                                                                        filter_size, vectors, rows):
+                                                                        filter_size, vectors, rows, dtype):
     """The x86 NCHW register tile (``schedules/x86.py``, ``nchw_tiling``) takes the vectors of
     an output row (all of them where they are up to 7 and fit the sums' budget, what the
     window's taps leave of the registers) by the divisor of the height nearest the rows that
@@ -360,11 +362,11 @@ def test_nchw_register_tile_takes_whole_rows_and_computes_the_reference(target_n
 
     channels = input_shape[1]
     filter_shape = (filter_size, filter_size, channels, 1)
-    spec = dwc.DepthwiseSpec.create(input_shape, filter_shape, strides, "SAME", "NCHW")
+    spec = dwc.DepthwiseSpec.create(input_shape, filter_shape, strides, "SAME", "NCHW", dtype=dtype)
     tiling = default_tiling(spec, resolve_target(target_name))
     assert (tiling.vectors_per_block, tiling.tile_rows) == (vectors, rows)
     skip_unless_this_cpu_runs(target_name)
-    check_against_reference(input_shape, filter_shape, strides, "SAME", "NCHW", target=target_name)
+    check_against_reference(input_shape, filter_shape, strides, "SAME", "NCHW", dtype=dtype, target=target_name)
 
 
 @pytest.mark.parametrize("input_shape, strides, tile", [
