@@ -6,8 +6,8 @@ The x86 NCHW schedule vectorizes along output columns. Its register tile had bee
 of one vector; it now takes the vectors of an output row (the whole row where it has up to 7
 on AVX-512) by about as many rows as make 8 sums, within a budget of the registers the window's
 taps leave (``schedules/x86.py``, ``nchw_tiling``). For each MobileNetV2 layer three kernels on
-`TARGET` (default ``host``; an x86 target this CPU runs, such as ``x86-avx2``): NCHW with the new tile (``new``), NCHW with 8
-rows by one vector (``old``), and the NHWC kernel beside them
+`TARGET` (default ``host``; an x86 target this CPU runs, such as ``x86-avx2``): NCHW with the
+new tile (``new``), NCHW with 8 rows by one vector (``old``), and the NHWC kernel beside them
 (``dwc_compiler/benchmarking/nchw_kernels.py``). Writes
 benchmarks/results/nchw-tiles-<TARGET>-<stamp>.json and .md with the machine it ran on.
 """

@@ -9,8 +9,8 @@ was one vector in a tile of 2x4. For each MobileNetV2 layer whose tile the rule 
 56x56x144-s1 / -s2 beside them as controls (both tiles timed there too), the two hand-scheduled
 kernels (no tuning records) on a plain NumPy input (as NumPy allocates it) and on a 64-byte-
 aligned copy, in interleaved rounds; every call writes one of the same 6 output arrays in turn
-(where an output lies moves a kernel's time). Writes benchmarks/results/nhwc-wide-blocks-<THREADS>t-<stamp>.json
-and .md with the machine it ran on.
+(where an output lies moves a kernel's time). Writes
+benchmarks/results/nhwc-wide-blocks-<THREADS>t-<stamp>.json and .md with the machine it ran on.
 """
 
 import statistics
@@ -33,7 +33,8 @@ MAX_RELATIVE_ERROR = 1e-5
 
 
 def _kernel(spec, wide: bool):
-    """The hand-scheduled kernel of `spec`: the rule's tile (`wide`), or one vector in 2x4 pixels."""
+    """The hand-scheduled kernel of `spec` with the rule's wide tile (`wide`: up to 3 vectors in
+    2x2 pixels, forced on the controls too) or with one vector in 2x4 pixels."""
     hand = x86.default_tiling
     if wide:
         x86.default_tiling = lambda spec, target: plan_tiling(
@@ -84,9 +85,10 @@ def main() -> None:
     target = resolve_target("host")
     rows = []
     for name, spec in MOBILENET_V2.items():
-        if x86.default_tiling(spec, target).vectors_per_block == 1 and name not in CONTROLS:
+        wide_rule = x86.default_tiling(spec, target).vectors_per_block > 1
+        if not wide_rule and name not in CONTROLS:
             continue
-        row = measure(name, spec, rounds)
+        row = {**measure(name, spec, rounds), "rule": "wide" if wide_rule else "one vector (control)"}
         rows.append(row)
         medians, ratios = row["median_us"], row["wide_over_one_vector"]
         print(f"{name:20s} " + "  ".join(f"{way} {value:7.1f}" for way, value in medians.items())
@@ -96,9 +98,7 @@ def main() -> None:
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         medians, ratios = row["median_us"], row["wide_over_one_vector"]
-        tiling = x86.default_tiling(MOBILENET_V2[row["layer"]], target)
-        rule = "wide" if tiling.vectors_per_block > 1 else "one vector (control)"
-        table.append(f"| {row['layer']} | {rule} | {medians['wide/plain']:.1f} | {medians['one-vector/plain']:.1f} | "
+        table.append(f"| {row['layer']} | {row['rule']} | {medians['wide/plain']:.1f} | {medians['one-vector/plain']:.1f} | "
                      f"{medians['wide/aligned']:.1f} | {medians['one-vector/aligned']:.1f} | "
                      f"{ratios['plain']:.2f}x | {ratios['aligned']:.2f}x |")
     method = (f"{threads} thread(s); hand schedules, no tuning records; Kernel.call into one of {PLACES} shared "
@@ -106,7 +106,8 @@ def main() -> None:
               f"calls then {TIMED_CALLS} timed calls (block mean); medians over rounds, ratios the medians of "
               f"the per-round ratios")
     write_results(RESULTS, f"nhwc-wide-blocks-{threads}t",
-                  f"NHWC channel blocks of several vectors ({threads} thread(s))", method, {"threads": threads, "rounds": rounds, "rows": rows}, table)
+                  f"NHWC channel blocks of several vectors ({threads} thread(s))", method,
+                  {"threads": threads, "rounds": rounds, "rows": rows}, table)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import dataclasses
 
 from typing import Any
 
-from ..ops.depthwise import DepthwiseSpec
+from ..ops.depthwise import DepthwiseSpec, input_span
 from ..ops.primfunc import BLOCK_CONV, BLOCK_DEPTHWISE, BLOCK_EPILOGUE, BLOCK_PAD, BLOCK_POINTWISE
 from ..ops.separable import SeparableSpec
 from .base import as_schedule
@@ -50,8 +50,8 @@ class CudaTiling:
 
 
 def _staged_bytes(spec: DepthwiseSpec, out_rows: int, out_cols: int, channels: int) -> int:
-    rows = (out_rows - 1) * spec.strides[0] + (spec.filter_height - 1) * spec.dilations[0] + 1
-    cols = (out_cols - 1) * spec.strides[1] + (spec.filter_width - 1) * spec.dilations[1] + 1
+    rows = input_span(out_rows, spec.strides[0], spec.filter_height, spec.dilations[0])
+    cols = input_span(out_cols, spec.strides[1], spec.filter_width, spec.dilations[1])
     return rows * cols * channels * spec.itemsize
 
 

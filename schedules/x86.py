@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..ops.channel_blocks import ChannelBlocks
-from ..ops.depthwise import DepthwiseSpec, sum_width
+from ..ops.depthwise import DepthwiseSpec, input_span, sum_width
 from ..ops.primfunc import accumulator_dtype, prim_func
 from .base import AlignedVariants, as_schedule
 from .cpu import (L2_BYTES, CpuTiling, apply_cpu_rule, channel_group_blocks, group_blocks_of, largest_divisor_at_most,
@@ -51,14 +51,20 @@ MAX_WIDE_BLOCK_VECTORS = 3
 WIDE_BLOCK_TILES = ((2, 2), (1, 4), (1, 2))
 
 
+def vector_registers(target) -> int:
+    """The vector registers of the x86 `target`: 32 with AVX-512, 16 with AVX2."""
+    return 32 if target.lanes("float32") >= 16 else 16
+
+
 def default_tiling(spec: DepthwiseSpec, target) -> CpuTiling:
     """The hand-picked tiling for `spec` on the x86 `target`."""
     lanes = target.lanes(accumulator_dtype(spec.dtype))
+    registers = vector_registers(target)
     if spec.data_format == "NCHW":
-        return nchw_tiling(spec, lanes, 32 if target.lanes("float32") >= 16 else 16)
+        return nchw_tiling(spec, lanes, registers)
     small_window = spec.filter_height * spec.filter_width <= 9 and spec.dilations == (1, 1)
     tiling = plan_tiling(spec, lanes, 1, SMALL_WINDOW_TILES if small_window else LARGE_WINDOW_TILES)
-    if (not small_window or target.lanes("float32") < 16 or channel_group_blocks(spec, tiling)
+    if (not small_window or registers < 32 or channel_group_blocks(spec, tiling)
             or _block_band_bytes(spec, tiling) <= L1_BYTES // 2):
         return tiling
     wide = plan_tiling(spec, lanes, MAX_WIDE_BLOCK_VECTORS, WIDE_BLOCK_TILES)
@@ -74,7 +80,7 @@ def _block_band_bytes(spec: DepthwiseSpec, tiling: CpuTiling) -> int:
     Measured (``benchmarks/results/nhwc-wide-blocks-*.md``): 112x112x32-s1 (28 KB a band on
     AVX-512) and 112x112x96-s2 (36 KB) gain from blocks of all 2, or 3 of their 6, vectors in 2x2
     pixel tiles; 56x56x144 (14-18 KB) do not."""
-    rows = (tiling.tile_rows - 1) * spec.strides[0] + (spec.filter_height - 1) * spec.dilations[0] + 1
+    rows = input_span(tiling.tile_rows, spec.strides[0], spec.filter_height, spec.dilations[0])
     return rows * spec.in_width * tiling.vector_lanes * spec.itemsize
 
 
@@ -199,8 +205,8 @@ def _schedule_variant(spec: DepthwiseSpec, blocks: ChannelBlocks, tiling: CpuTil
 def _loads_per_output(spec: DepthwiseSpec, tiling: CpuTiling) -> float:
     """Input vectors an NHWC register tile of `tiling` loads per output vector it computes."""
     (row_stride, col_stride), (row_dilation, col_dilation) = spec.strides, spec.dilations
-    rows = (tiling.tile_rows - 1) * row_stride + (spec.filter_height - 1) * row_dilation + 1
-    cols = (tiling.tile_cols - 1) * col_stride + (spec.filter_width - 1) * col_dilation + 1
+    rows = input_span(tiling.tile_rows, row_stride, spec.filter_height, row_dilation)
+    cols = input_span(tiling.tile_cols, col_stride, spec.filter_width, col_dilation)
     return rows * cols / (tiling.tile_rows * tiling.tile_cols)
 
 
@@ -224,7 +230,7 @@ def apply(func: Any, spec: Any, target: Any, tunable: bool = False, hand_decisio
     are read from the input under masks (``cpu.schedule_nchw``) where masked loads are cheap and
     the kernel is compiled with dwc's TIR pipeline (`dwc_passes`), whose pass masks them;
     otherwise each plane is copied."""
-    registers = 32 if target.lanes("float32") >= 16 else 16
+    registers = vector_registers(target)
     masked = dwc_passes and masked_loads_cheap(spec, target)
     return (apply_cpu_rule(func, spec, target, "x86", default_tiling, tunable, hand_decisions, masked)
             or apply_separable_rule(func, spec, target, "x86", registers, tunable, hand_decisions, masked))

@@ -403,6 +403,12 @@ def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
+def input_span(outputs: int, stride: int, window: int, dilation: int) -> int:
+    """Input rows (or columns) that `outputs` neighbouring output rows (or columns) read, with
+    that `stride` and a `window` of taps `dilation` apart."""
+    return (outputs - 1) * stride + (window - 1) * dilation + 1
+
+
 def sum_width(spec: DepthwiseSpec) -> int:
     """Columns of one row of the ``conv`` block's sums: the output's width, rounded up to whole
     vectors for NCHW (whose rows are vectorized along columns)."""
@@ -447,7 +453,7 @@ def te_depthwise(spec: DepthwiseSpec, data, weights, bias, name: str, whole_vect
         # NCHW rows are vectorized along columns: the sums cover the row rounded up to whole
         # vectors (the epilogue stores only the real columns; 14x14x384-s1: 266 -> 125 us), so
         # the padded plane reaches as far as their windows do.
-        reach = (columns - 1) * col_stride + (spec.filter_width - 1) * col_dilation + 1
+        reach = input_span(columns, col_stride, spec.filter_width, col_dilation)
         # A whole number of column strides: the CPU schedules lay a strided plane out as
         # [row, col % stride, col // stride]; a ragged end would leave slots no column maps to,
         # whose filling TVM puts in a block over the whole tensor at the end of the function,
