@@ -1,8 +1,9 @@
 """Tuning jobs and records: a real job, kill and resume, concurrency, corrupt files, isolation.
 
-Each job here is small (8-20 trials on 8x8x8 to 14x14x32 layers): these check the machinery, not speed.
+Each job here is small (4-15 trials on 8x8x8 to 14x14x32 layers): these check the machinery, not speed.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -86,9 +87,9 @@ def _tile_decisions(entry):
 
 def test_job_sweeps_dwc_space_then_searches_the_union(tmp_path):
     """A job first measures every point of dwc's own space (8x8x8 on AVX2: rows 1/2/4 x columns
-    1/2/4/8 x one 8-lane vector = 12 tilings), then continues with the union of dwc's and the
-    generic space."""
-    done = subprocess.run(tune_command(tmp_path, "--trials", "20", "--trials-per-round", "8",
+    1/2/4/8 x one 8-lane vector = 12 tilings, a round of 12), then continues with the union of
+    dwc's and the generic space for the rest of the budget."""
+    done = subprocess.run(tune_command(tmp_path, "--trials", "15", "--trials-per-round", "12",
                                        input_shape="1,8,8,8", filter_shape="3,3,8,1"),
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -97,8 +98,41 @@ def test_job_sweeps_dwc_space_then_searches_the_union(tmp_path):
     swept = [entry for entry in found if entry.get("space") == "dwc"]
     assert len({_tile_decisions(entry) for entry in swept}) == 12 == len(swept)
     union = [entry for entry in found if entry.get("space") == "dwc+generic"]
-    assert len(union) == 20 - 12
+    assert len(union) == 15 - 12
     assert "MetaSchedule" not in done.stderr and "task_scheduler.cc" not in done.stderr  # its log stays off
+
+
+def test_builder_keeps_its_workers_across_builds_and_reports_failed_builds():
+    """One pool of build workers serves every build of a job (TVM's starts a pool a build); a
+    build that fails (here its worker crashes: LLVM given an unknown triple) comes back as an
+    error, the next build works again; close() stops the workers."""
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+    from dwc_compiler.targets import resolve_target
+    from dwc_compiler.tuning import measure, spaces
+
+    target = resolve_target(TARGET)
+    hand = ms.builder.BuilderInput(spaces.hand_point(SPEC, target).mod, target.tvm())
+    unknown_triple = ms.builder.BuilderInput(spaces.module_of(SPEC), tvm.target.Target(
+        {"kind": "llvm", "mtriple": "nosucharch-linux-gnu"}))
+    job_builder = measure.builder(target)
+
+    def worker_ids():
+        return {worker._proc.pid for worker in job_builder.pool._worker_map.values() if worker._proc is not None}
+
+    try:
+        first = job_builder.build([hand])
+        started = worker_ids()
+        second = job_builder.build([hand, hand])
+        assert started and worker_ids() >= started  # the first build's worker built again
+        failed, = job_builder.build([unknown_triple])
+        after, = job_builder.build([hand])
+        assert all(result.error_msg is None and result.artifact_path for result in [*first, *second, after])
+        assert failed.artifact_path is None and "build failed" in failed.error_msg
+    finally:
+        job_builder.close()
+    assert not worker_ids()
 
 
 def test_search_ends_after_the_round_in_which_it_went_stale(tmp_path):
@@ -113,10 +147,11 @@ def test_search_ends_after_the_round_in_which_it_went_stale(tmp_path):
     reports = []
     persist = search.Persist(store, SPEC, module, target, "layer", 0, 16, None, reports.append)
     persist.start_phase(spaces.SPACE_UNION)
-    setup = search.SearchSetup(module, target, tmp_path / "work", measure.builder(target),
-                               measure.runner(target, None, 1, 1, 1), 0, 4)
-    search.search(setup, persist, spaces.SPACE_UNION, 16, [],
-                  stale=lambda: bool(store.measurements(SPEC.tuning_key)))  # stale once anything is measured
+    with contextlib.closing(measure.builder(target)) as job_builder:
+        setup = search.SearchSetup(module, target, tmp_path / "work", job_builder,
+                                   measure.runner(target, None, 1, 1, 1), 0, 4)
+        search.search(setup, persist, spaces.SPACE_UNION, 16, [],
+                      stale=lambda: bool(store.measurements(SPEC.tuning_key)))  # stale once anything is measured
     measured = len(store.measurements(SPEC.tuning_key))
     assert 1 <= measured <= 4  # one round of at most 4, not 16
     assert reports[0].measured == 0 and reports[-1].measured == measured and reports[-1].total == 16
@@ -147,7 +182,8 @@ def test_verdict_keeps_the_hand_schedule_when_the_best_trial_is_the_hand_tiling(
     swept = _fake_record(SPEC, 0.1, use_hand_decisions=True, postprocessed=True)  # another trace, same schedule
     assert record_id(swept["trace"]) != record_id(hand["trace"])
     store.append([hand, {**swept, "space": "dwc"}])
-    result = final_verdict("layer", SPEC, target, store, builder(target), None, 1)
+    with contextlib.closing(builder(target)) as job_builder:
+        result = final_verdict("layer", SPEC, target, store, job_builder, None, 1)
     assert result.same_as_hand and not result.uses_record
     verdict = [entry for entry in store.read() if entry["kind"] == "verdict"][-1]
     assert verdict["use"] == "hand" and verdict["same_as_hand"] is True
@@ -182,7 +218,8 @@ def test_verdict_judges_records_against_the_hand_schedule_as_it_builds_now(tmp_p
         pytest.fail("no seed gave a point of the space other than the hand tiling")
     store = RecordStore(tmp_path, TARGET)
     store.append([old_hand, {**today, "space": "dwc"}])
-    result = final_verdict("layer", SPEC, target, store, builder(target), None, 1)
+    with contextlib.closing(builder(target)) as job_builder:
+        result = final_verdict("layer", SPEC, target, store, job_builder, None, 1)
     assert result.same_as_hand and not result.uses_record
 
 
@@ -235,7 +272,7 @@ def test_corrupt_records_are_skipped_with_a_warning(tmp_path, caplog):
 def test_sigkill_mid_job_keeps_records_and_a_rerun_resumes(tmp_path):
     """SIGKILL after the first batch leaves a readable file with every finished trial; the same
     command then finishes the budget (not a new one) and writes the verdict."""
-    command = tune_command(tmp_path, "--trials", "16", "--trials-per-round", "8")
+    command = tune_command(tmp_path, "--trials", "8", "--trials-per-round", "4")
     # The killed job cannot remove its working directory: it makes it inside tmp_path.
     job_tmp = tmp_path / "job-tmp"
     job_tmp.mkdir()
@@ -244,7 +281,7 @@ def test_sigkill_mid_job_keeps_records_and_a_rerun_resumes(tmp_path):
     path = RecordStore(tmp_path, TARGET).path
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and job.poll() is None:
-        if path.is_file() and sum(1 for _ in open(path)) >= 9:  # the hand record and a first round of 8
+        if path.is_file() and sum(1 for _ in open(path)) >= 5:  # the hand record and a first round of 4
             break
         time.sleep(0.5)
     assert job.poll() is None, "the job ended before it could be killed"
@@ -252,19 +289,19 @@ def test_sigkill_mid_job_keeps_records_and_a_rerun_resumes(tmp_path):
     job.wait()
     before = RecordStore(tmp_path, TARGET).measurements(SPEC.tuning_key)  # every line must parse
     searched_before = sum(entry["origin"] == "search" for entry in before)
-    assert 1 <= searched_before < 16
+    assert 1 <= searched_before < 8
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     after = measurements(lines_of(tmp_path))
-    assert sum(entry["origin"] == "search" for entry in after) == 16
+    assert sum(entry["origin"] == "search" for entry in after) == 8
     assert sum(entry["origin"] == "hand" for entry in after) == 1
     assert [entry["kind"] for entry in lines_of(tmp_path)].count("verdict") == 1
 
 
 def test_two_concurrent_jobs_on_one_directory_lose_nothing(tmp_path):
     """Two jobs appending to the same records file at once: every line of both is intact."""
-    jobs = [subprocess.Popen(tune_command(tmp_path, "--trials", "8"), stdout=subprocess.PIPE, stderr=subprocess.PIPE),
-            subprocess.Popen(tune_command(tmp_path, "--trials", "8", input_shape="1,7,7,64", filter_shape="3,3,64,1"),
+    jobs = [subprocess.Popen(tune_command(tmp_path, "--trials", "4"), stdout=subprocess.PIPE, stderr=subprocess.PIPE),
+            subprocess.Popen(tune_command(tmp_path, "--trials", "4", input_shape="1,7,7,64", filter_shape="3,3,64,1"),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)]
     for job in jobs:
         _, error = job.communicate(timeout=900)
@@ -272,7 +309,7 @@ def test_two_concurrent_jobs_on_one_directory_lose_nothing(tmp_path):
     entries = lines_of(tmp_path)  # raises if any line was interleaved
     for spec in (SPEC, OTHER_SPEC):
         found = measurements(entries, spec.tuning_key)
-        assert sum(entry["origin"] == "search" for entry in found) == 8
+        assert sum(entry["origin"] == "search" for entry in found) == 4
         assert sum(1 for entry in entries if entry["kind"] == "verdict" and entry["workload_key"] == spec.tuning_key) == 1
 
 
@@ -280,8 +317,8 @@ def test_remote_tuning_through_an_rpc_tracker(tmp_path):
     """A tracker and a server on 127.0.0.1: the job measures through them (--rpc-tracker/--rpc-key)."""
     server = [sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1", "--key", "dwc-test", "--silent"]
     with rpc_tracker_with_server(lambda tracker: [*server, "--tracker", tracker]) as tracker:
-        done = subprocess.run(tune_command(tmp_path, "--trials", "8", "--rpc-tracker", tracker, "--rpc-key", "dwc-test"),
-                              capture_output=True, text=True, timeout=900)
+        command = tune_command(tmp_path, "--trials", "4", "--rpc-tracker", tracker, "--rpc-key", "dwc-test")
+        done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     found = measurements(lines_of(tmp_path))
     assert sum(1 for entry in found if entry["origin"] == "search" and entry["run_secs"]) >= 1

@@ -1,8 +1,9 @@
 """Tuning: searching schedules with MetaSchedule and keeping the records builds use.
 
 ``job.py`` runs a job (``tune``), ``spaces.py`` defines what is searched, ``search.py`` searches,
-``verdict.py`` decides, ``measure.py`` builds and times (locally or over RPC), and ``records.py``
-is the one store and lookup of records.
+``verdict.py`` decides, ``measure.py`` builds and times (locally or over RPC), ``records.py``
+is the one store and lookup of records, and ``intrinsics.py`` imports what MetaSchedule needs
+first in seconds instead of a minute.
 """
 
 from .job import TuneJob, tune

@@ -17,6 +17,7 @@ them and the same job run again resumes. Records are kept under the target's rec
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import tempfile
 from pathlib import Path
@@ -75,11 +76,18 @@ def tune_workload(name: str, spec: Any, job: TuneJob, progress: ProgressCallback
     search_runner = runner(target, job.rpc, 10, 3, 50)  # refuses targets that cannot be measured here
     store = RecordStore(Path(job.records_dir) if job.records_dir is not None else default_records_dir(),
                         target.records_target or target.name)
+    with contextlib.closing(builder(target)) as job_builder:
+        _search_workload(name, spec, job, progress, target, store, job_builder, search_runner)
+        return final_verdict(name, spec, target, store, job_builder, job.rpc, job.trials)
+
+
+def _search_workload(name: str, spec: Any, job: TuneJob, progress: ProgressCallback, target: Any,
+                     store: RecordStore, job_builder, search_runner) -> None:
+    """Steps 1-3 of the module doc: the hand schedule, the sweep of dwc's space, the union search."""
     module = module_of(spec)
-    job_builder = builder(target)
     existing = store.measurements(spec.tuning_key)
     if not any(entry.get("origin") == "hand" for entry in existing):
-        _measure_hand_schedule(spec, target, store, job_builder, job.rpc)
+        _measure_hand_schedule(spec, target, store, job_builder, search_runner)
         existing = store.measurements(spec.tuning_key)
     times = [seconds * 1e6 for seconds in map(mean_seconds, existing) if seconds is not None]
     persist = Persist(store, spec, module, target, name, _searched(existing), job.trials,
@@ -97,15 +105,15 @@ def tune_workload(name: str, spec: Any, job: TuneJob, progress: ProgressCallback
                 search(setup, persist, SPACE_UNION, job.trials - persist.measured, existing,
                        stale=lambda: job.patience is not None and persist.trials_since_gain >= job.patience)
     persist.report(finished=True)
-    return final_verdict(name, spec, target, store, job_builder, job.rpc, job.trials)
 
 
-def _measure_hand_schedule(spec: Any, target: Any, store: RecordStore, job_builder, rpc: RpcConfig | None) -> None:
-    """Measure the hand schedule (as a point of dwc's space) and record it with origin "hand"."""
+def _measure_hand_schedule(spec: Any, target: Any, store: RecordStore, job_builder, search_runner) -> None:
+    """Measure the hand schedule (as a point of dwc's space) as the search measures its
+    candidates, and record it with origin "hand"."""
     from tvm.s_tir import meta_schedule as ms
 
     hand = hand_point(spec, target)
-    (run_secs, error), = run_inputs(build_inputs([hand], target, job_builder), runner(target, rpc, 10, 5, 50))
+    (run_secs, error), = run_inputs(build_inputs([hand], target, job_builder), search_runner)
     store.append([{"kind": "measurement", "workload_key": spec.tuning_key, "spec": spec.to_dict(),
                    "trace": ms.database.TuningRecord(hand.trace, ms.database.Workload(module_of(spec)), None,
                                                      target.tvm(), None).as_json(),

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 from ..errors import InvalidArgumentError
 
 BUILD_TIMEOUT_S = 120
+BUILDS_PER_WORKER = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,11 +90,52 @@ def runner(target: Any, rpc: RpcConfig | None, number: int, repeat: int, min_rep
 
 
 def builder(target: Any):
-    """MetaSchedule's builder for `target` (cross-linking foreign CPUs' modules)."""
-    from tvm.s_tir import meta_schedule as ms
+    """A MetaSchedule builder for `target` (cross-linking foreign CPUs' modules) whose worker
+    processes serve every build until its ``close()``. TVM's ``LocalBuilder`` starts a new pool
+    for every batch of builds (and one more to check itself), and a worker took 5-7 s to start
+    on this project's 2-core machine (it imports TVM). A worker is replaced after
+    ``BUILDS_PER_WORKER`` builds (TVM's reason for its fresh pools: a leak in long-lived
+    workers), and after a build that crashed it or ran past ``BUILD_TIMEOUT_S``."""
+    return _pooled_builder_class()(_export_function(target.cross_compiler))
 
-    return ms.builder.LocalBuilder(f_build=_build_function, f_export=_export_function(target.cross_compiler),
-                                   timeout_sec=BUILD_TIMEOUT_S)
+
+@functools.cache
+def _pooled_builder_class():
+    """The class of :func:`builder` (made on first use: it derives from TVM's, imported late)."""
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.builder import local_builder
+    from tvm.s_tir.meta_schedule.utils import cpu_count
+    from tvm.support.popen_pool import PopenPoolExecutor, StatusKind
+
+    def build_one(arguments):
+        return local_builder._worker_func(*arguments)
+
+    @derived_object
+    class PooledBuilder(ms.builder.PyBuilder):
+        def __init__(self, f_export: Callable[[Any], str] | None) -> None:
+            super().__init__()
+            self.f_export = f_export
+            self.pool = PopenPoolExecutor(max_workers=cpu_count(logical=True), timeout=BUILD_TIMEOUT_S,
+                                          maximum_process_uses=BUILDS_PER_WORKER)
+
+        def build(self, build_inputs):
+            results = []
+            jobs = [(_build_function, self.f_export, item.mod, item.target, None) for item in build_inputs]
+            for outcome in self.pool.map_with_error_catching(build_one, jobs):
+                if outcome.status == StatusKind.COMPLETE:
+                    results.append(ms.builder.BuilderResult(outcome.value, None))
+                elif outcome.status == StatusKind.TIMEOUT:
+                    results.append(ms.builder.BuilderResult(None, f"build timed out after {BUILD_TIMEOUT_S} s"))
+                else:
+                    results.append(ms.builder.BuilderResult(None, f"build failed:\n{outcome.value}"))
+            return results
+
+        def close(self) -> None:
+            """Stop the worker processes."""
+            self.pool.shutdown()
+
+    return PooledBuilder
 
 
 def build_inputs(schedules: list[Any], target: Any, builder) -> list[tuple[Any, str | None]]:

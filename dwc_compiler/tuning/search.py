@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
+from .intrinsics import import_tensor_intrinsics
 from .records import RecordStore, mean_seconds
 from .spaces import REPLAY_ERRORS, SPACE_OWN, design_space
 
@@ -214,6 +215,7 @@ def search(setup: SearchSetup, persist: Persist, space: str, budget: int, record
     """One evolutionary search over `space` of at most `budget` trials, seeded with `records`."""
     from tvm.s_tir import meta_schedule as ms
 
+    import_tensor_intrinsics()  # before its TuneContexts import them the slow way
     target = setup.target
     replayed = _replayed(setup.module, records)
     with _quiet_meta_schedule():
