@@ -38,6 +38,15 @@ becomes contiguous masked loads of the elements it spans, each reading only the 
 uses, and one shuffle that picks them (``vpermt2ps``). Measured in
 ``benchmarks/results/nchw-windows-*.md``.
 
+Most column blocks of a wide row read no padding column, yet every load was masked, and on the
+znver3 machine masked loads cost more than plain ones. The NCHW schedule marks the column-block
+loop with the blocks that read none (``schedules/cpu.py``, ``interior_column_blocks``), and
+:func:`masked_select_loads` first gives them a loop of their own (:func:`_peeled_interior`),
+where every ``Select`` whose test it proves true for all their iterations is its bare load; the
+border loops lose the tests of their vectors inside the input. A strided load that no mask
+limits becomes plain loads of the elements it spans, the last ending at its last element
+(:func:`_overlapping_pieces`). Measured in ``benchmarks/results/nchw-interior-*.md``.
+
 On AVX-512, :func:`masked_odd_stores` makes a vector store whose lane count is no power of two
 (an NCHW row of 14 or 7 columns, which LLVM splits into 8 + 4 + 2 lanes) one store of the next
 power of two under a k-mask: 14x14x384-s1 NCHW 0.84x the time, 7x7x960 0.85x, 28x28x192-s2
@@ -264,6 +273,8 @@ def _masked_vector_load(load: Any, mask: Any | None) -> Any | None:
     if stride == 1:
         return _zeroing_load(load, ramp.base, lanes, tirx.Broadcast(tirx.const(True, "bool"), lanes)
                              if mask is None else mask)
+    if mask is None:
+        return _overlapping_pieces(load, ramp.base, stride, lanes)
     pieces = []
     for piece in range(stride):
         whole = tirx.Ramp(tirx.const(piece * lanes, "int32"), 1, lanes)  # lanes t of the whole
@@ -274,6 +285,129 @@ def _masked_vector_load(load: Any, mask: Any | None) -> Any | None:
             used = tirx.And(spread, used)
         pieces.append(_zeroing_load(load, ramp.base + piece * lanes, lanes, used))
     return tirx.Shuffle(pieces, [stride * lane for lane in range(lanes)])
+
+
+def _overlapping_pieces(load: Any, base: Any, stride: int, lanes: int) -> Any:
+    """The strided vector load `load` (``Ramp(base, stride, lanes)``, every lane used) as plain
+    loads of `lanes` contiguous elements and one shuffle: the loads cover the elements from the
+    first lane's to the last lane's and no others (the last load ends at the last lane's element,
+    overlapping the one before), so none reads past what the strided load reads. At a column
+    stride of 2 on AVX2, pieces at 0 and ``lanes - 1`` shuffle into one ``vshufps`` and one
+    ``vpermpd`` as pieces at 0 and ``lanes`` do, and AVX2's masked loads, which pieces under a
+    mask need, issue at half the rate of plain ones on Zen 3."""
+    from tvm import tirx
+
+    span = stride * (lanes - 1) + 1
+    count = -(-span // lanes)
+    starts = [min(piece * lanes, span - lanes) for piece in range(count)]
+    pieces = [tirx.BufferLoad(load.source, [tirx.Ramp(base + start, 1, lanes)]) for start in starts]
+    indices = []
+    for lane in range(lanes):
+        element = stride * lane
+        piece = min(element // lanes, count - 1)
+        indices.append(piece * lanes + element - starts[piece])
+    return tirx.Shuffle(pieces, indices)
+
+
+INTERIOR_BLOCKS = "dwc.interior_blocks"  # a loop annotation: [first, end) of its iterations
+
+
+def _all_lanes_true(condition: Any, analyzer: Any) -> bool:
+    """Whether `analyzer` proves `condition` (a vector or scalar boolean, its variables bound)
+    true in every lane: joined tests each, comparisons of ``Ramp``s and ``Broadcast``s (linear in
+    the lane, so true in all lanes when true in the first and the last) in those two lanes."""
+    from tvm import tirx
+
+    if isinstance(condition, tirx.And):
+        return _all_lanes_true(condition.a, analyzer) and _all_lanes_true(condition.b, analyzer)
+    lanes = condition.ty.dtype.lanes
+    if lanes == 1:
+        return bool(analyzer.can_prove(condition))
+    comparisons = (tirx.LT, tirx.LE, tirx.GT, tirx.GE)
+    if not isinstance(condition, comparisons):
+        return False
+
+    def lane_value(expr, lane):
+        if isinstance(expr, tirx.Ramp):
+            return expr.base + expr.stride * lane
+        return expr.value if isinstance(expr, tirx.Broadcast) else None
+
+    for lane in (0, lanes - 1):
+        left, right = lane_value(condition.a, lane), lane_value(condition.b, lane)
+        if left is None or right is None or not analyzer.can_prove(type(condition)(left, right)):
+            return False
+    return True
+
+
+def _bindings_of(body: Any) -> dict:
+    """The values of the variables that `Bind` statements in `body` define (TVM's common
+    subexpressions), each in terms of loop variables only."""
+    import tvm_ffi
+    from tvm import tirx
+
+    values: dict = {}
+    tvm_ffi.structural_walk(body, ((tirx.Bind, lambda bind: values.__setitem__(bind.var, bind.value)),))
+    resolved: dict = {}
+
+    def resolve(expr):
+        def value_of(var):
+            if var in values:
+                if var not in resolved:
+                    resolved[var] = resolve(values[var])
+                return resolved[var]
+            return var
+
+        return tvm_ffi.structural_map(expr, [(tirx.Var, value_of)])
+
+    return {var: resolve(var) for var in values}
+
+
+def _peeled_interior(loop: Any, bindings: dict) -> Any:
+    """A loop annotated with :data:`INTERIOR_BLOCKS` ``[first, end)`` (the NCHW column blocks
+    whose windows lie inside the input's columns, ``schedules/cpu.py``) as up to three loops,
+    over the iterations before `first`, from `first` to `end` and after: in each, every vector
+    ``Select`` of a load whose test holds on all its iterations (:func:`_all_lanes_true`;
+    `bindings`: the values of TVM's common subexpressions) is the load itself, a plain load where
+    the test would have made it a masked one. The interior blocks lose every test, the border
+    blocks those of their vectors inside the input. `loop` unchanged where no test is proven."""
+    import tvm_ffi
+    from tvm import ir, tirx
+    from tvm.sym.analyzer import Analyzer
+
+    interior = loop.annotations.get(INTERIOR_BLOCKS) if loop.annotations is not None else None
+    start, extent = _as_int(loop.min), _as_int(loop.extent)
+    if interior is None or start is None or extent is None:
+        return loop
+    stop = start + extent
+    first = min(max(int(interior[0]), start), stop)
+    end = min(max(int(interior[1]), first), stop)
+    parts = []
+    for low, high in ((start, first), (first, end), (end, stop)):
+        if high > low:
+            analyzer = Analyzer()
+            analyzer.bind(loop.loop_var, ir.Range.from_min_extent(low, high - low))
+
+            def proven(select, analyzer=analyzer):
+                if select.condition.ty.dtype.lanes == 1:
+                    return select
+                test = tvm_ffi.structural_map(select.condition, [(tirx.Var, lambda var: bindings.get(var, var))])
+                return select.true_value if _all_lanes_true(test, analyzer) else select
+
+            parts.append((low, high, tvm_ffi.structural_map(loop.body, [(tirx.Select, proven)])))
+    if all(body.same_as(loop.body) for *_, body in parts):
+        return loop
+    defined = [loop.loop_var]
+    tvm_ffi.structural_walk(loop.body, ((tirx.Bind, lambda bind: defined.append(bind.var)),
+                                        (tirx.DeclBuffer, lambda decl: defined.append(decl.buffer))))
+    loops = []
+    for index, (low, high, body) in enumerate(parts):
+        # Each copy defines variables and buffers of its own: TVM's analyses and its LLVM code
+        # generator take a definition to be unique.
+        fresh = {var: tirx.Var(f"{var.name}_{index}", var.ty) for var in defined}
+        body = tvm_ffi.structural_map(body, [(tirx.Var, lambda found, fresh=fresh: fresh.get(found, found))])
+        var = fresh[loop.loop_var]
+        loops.append(tirx.For(var, tirx.const(low, var.ty), tirx.const(high - low, var.ty), loop.kind, body))
+    return tirx.SeqStmt(loops) if len(loops) > 1 else loops[0]
 
 
 def _masked_select(select: Any) -> Any:
@@ -326,9 +460,9 @@ def _refuse_unmasked_selects(body: Any) -> None:
 
 
 def masked_select_loads():
-    """The TIR pass (on lowered PrimFuncs) that reads a vector ``Select``'s chosen load under its
-    mask and, on x86 with AVX2 or AVX-512, other strided vector loads as contiguous pieces
-    (module docstring)."""
+    """The TIR pass (on lowered PrimFuncs) that peels the interior column blocks off marked loops,
+    reads a vector ``Select``'s chosen load under its mask and, on x86 with AVX2 or AVX-512,
+    other strided vector loads as contiguous pieces (module docstring)."""
     import tvm
     import tvm_ffi
     from tvm import tirx
@@ -336,7 +470,9 @@ def masked_select_loads():
 
     def rewrite(func, _mod, _ctx):
         cheap = _llvm_target_has(func, "avx2")
-        body = tvm_ffi.structural_map(func.body, [(tirx.Select, _masked_select)])
+        bindings = _bindings_of(func.body)
+        body = tvm_ffi.structural_map(func.body, [(tirx.For, lambda loop: _peeled_interior(loop, bindings))])
+        body = tvm_ffi.structural_map(body, [(tirx.Select, _masked_select)])
         _refuse_unmasked_selects(body)
         if cheap:
             body = tvm_ffi.structural_map(body, [(TensorLoad, _contiguous_pieces)])

@@ -17,8 +17,10 @@ NCHW: (batch, channel) planes in parallel -> tiles of rows -> vectors of output 
 tile's accumulators (rows x vectors) in registers, the window unrolled around them. Where the
 target has masked vector loads (x86), the windows are read from the input itself, the padding
 columns masked off each load, strided columns picked from contiguous loads by a permute
-(``tir_passes.masked_select_loads``); elsewhere each plane's padded input is copied once into a
-small buffer first (strided columns split by parity), so no bounds test is left in the loop.
+(``tir_passes.masked_select_loads``), and the column blocks whose windows read no padding
+column loaded plainly, in a loop of their own; elsewhere each plane's padded input is copied
+once into a small buffer first (strided columns split by parity), so no bounds test is left in
+the loop.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import numpy as np
 
 from ..ops.depthwise import NCHW_SUM_WIDTH_MULTIPLE, DepthwiseSpec, sum_width
 from ..ops.primfunc import BLOCK_CONV, BLOCK_EPILOGUE, BLOCK_PAD
-from ..tir_passes import MAX_SHUFFLED_STRIDE
+from ..tir_passes import INTERIOR_BLOCKS, MAX_SHUFFLED_STRIDE
 from .base import as_schedule, read_index, sums_in_registers
 
 # Beyond this many window taps the window's row loop stays a loop (code size, compile time).
@@ -378,6 +380,15 @@ def schedule_nchw(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearc
     (``benchmarks/results/nchw-windows-20261201-1954.md``, 1 thread, 201 rounds). One layer
     loses: 56x56x144-s2, 1.12x (1.01-1.21x over four runs, for no reason found: 64x64 and 96x96
     planes at stride 2 gain, 0.89x and 0.60x in quick checks, and 112x112x96-s2 0.66x above).
+
+    Every window load was masked, though most column blocks of a wide row read no padding; the
+    column-block loop is marked with those that do not (:func:`interior_column_blocks`), and
+    dwc's pass gives them a loop of their own with plain loads (``tir_passes._peeled_interior``).
+    On the 2-core znver3 machine, whose masked loads cost more than plain ones, that made the
+    masked windows slower than the plane copy on the widest planes (112x112x32-s1 1.43x,
+    56x56x144-s1 1.26x, 11 rounds); with the interior peeled 112x112x32-s1 takes 0.53x the time,
+    112x112x96-s2 0.63x, 56x56x144-s1 0.65x, 56x56x144-s2 0.82x
+    (``benchmarks/results/nchw-interior-*.md``).
     With `search`, the register tile (rows, vectors per block) is sampled around `tiling`.
     """
     pad, conv, epilogue = sch.get_sblock(BLOCK_PAD), sch.get_sblock(BLOCK_CONV), sch.get_sblock(BLOCK_EPILOGUE)
@@ -397,12 +408,36 @@ def schedule_nchw(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearc
     sch.vectorize(col_lane)
 
     accumulate_in_registers(sch, conv, col_block, spec, tiling, tile_loops=1)
+    if from_input and search is None:
+        sch.annotate(col_block, INTERIOR_BLOCKS, list(interior_column_blocks(spec, tiling)))
     if store is not None:
         store_real_columns(sch, store, row_tile)
         # The epilogue's bias and activation move into the store, on the real columns only.
         sch.compute_inline(epilogue)
     padded_input(sch, pad, plane, spec, from_input)
     return sch
+
+
+def interior_column_blocks(spec: DepthwiseSpec, tiling: CpuTiling) -> tuple[int, int]:
+    """``(first, end)``: the NCHW column blocks of `tiling` (its vectors of a row's output
+    columns) whose windows read only columns inside the input, none of the padding; an empty range
+    where there are none (rows of one or two blocks).
+
+    Where windows are read from the input under masks (:func:`windows_from_input`), dwc's pass
+    gives these blocks a loop of their own with plain loads (``tir_passes._peeled_interior``; a
+    range that is too wide only leaves the tests it cannot prove)."""
+    col_stride, col_dilation = spec.strides[1], spec.dilations[1]
+    block_cols = tiling.vector_lanes * tiling.vectors_per_block
+    pad_left, blocks = spec.pads[2], -(-sum_width(spec) // block_cols)
+    reach = (spec.filter_width - 1) * col_dilation + 1  # a window's columns, first to last
+
+    def inside(block: int) -> bool:
+        first_col = block * block_cols * col_stride
+        last_col = ((block + 1) * block_cols - 1) * col_stride + reach - 1
+        return first_col >= pad_left and last_col < pad_left + spec.in_width
+
+    interior = [block for block in range(blocks) if inside(block)]
+    return (interior[0], interior[-1] + 1) if interior else (0, 0)
 
 
 def windows_from_input(spec: DepthwiseSpec, masked_windows: bool) -> bool:

@@ -102,6 +102,39 @@ def test_nchw_on_x86_reads_windows_from_the_input_at_stride_1(target_name, lanes
     assert padded_copies(spec, target_name, dwc_passes=False)
 
 
+def _interior_annotations(spec, target_name: str, dwc_passes: bool = True) -> list:
+    """The ``[first, end)`` annotations of the column-block loops in `spec`'s hand schedule."""
+    import tvm_ffi
+    from tvm import tirx
+
+    from dwc_compiler.tir_passes import INTERIOR_BLOCKS
+
+    schedule, _ = apply_rules(prim_func(spec), spec, resolve_target(target_name), dwc_passes=dwc_passes)
+    found = []
+    tvm_ffi.structural_walk(schedule.mod["main"], ((tirx.For, lambda loop: found.append(
+        [int(bound) for bound in loop.annotations[INTERIOR_BLOCKS]]) if INTERIOR_BLOCKS in loop.annotations else None),))
+    return found
+
+
+@pytest.mark.parametrize("input_shape, window, stride, padding, target_name, interior", [
+    ((1, 8, 56, 56), 3, 1, "SAME", "x86-avx2", [1, 6]),  # 7 blocks of one vector: the first and last read padding
+    ((1, 8, 112, 112), 3, 2, "SAME", "x86-avx2", [0, 6]),  # SAME pads stride 2 on the right only
+    ((1, 8, 112, 112), 3, 1, "SAME", "x86-avx2", [1, 6]),  # 7 blocks of two vectors
+    ((1, 8, 56, 56), 5, 1, "SAME", "x86-avx2", [1, 6]),
+    ((1, 8, 56, 56), 3, 1, "VALID", "x86-avx2", [0, 6]),  # 54 columns: the last block past the row
+    ((1, 8, 14, 14), 3, 1, "SAME", "x86-avx2", [0, 0]),  # one block: none inside
+    ((1, 8, 112, 112), 3, 1, "SAME", "x86-avx512", [0, 0]),  # a block of all 7 vectors
+])
+def test_nchw_marks_the_column_blocks_inside_the_input(input_shape, window, stride, padding, target_name, interior):
+    """The x86 NCHW schedule that reads windows from the input marks its column-block loop with
+    the blocks whose windows read no padding column (``cpu.interior_column_blocks``), for dwc's
+    pass to give them plain loads; the plane-copy schedule (no dwc passes) marks none."""
+    channels = input_shape[1]
+    spec = dwc.DepthwiseSpec.create(input_shape, (window, window, channels, 1), stride, padding, "NCHW")
+    assert _interior_annotations(spec, target_name) == [interior]
+    assert _interior_annotations(spec, target_name, dwc_passes=False) == []
+
+
 def test_float16_accumulates_in_float32_lanes():
     """float16 sums are kept in float32 registers: the vector width is float32's."""
     spec = dwc.DepthwiseSpec.create((1, 14, 14, 64), (3, 3, 64, 1), 1, "SAME", dtype="float16")

@@ -236,9 +236,19 @@ def test_nchw_kernels_load_windows_under_masks(target):
     assert f"@llvm.masked.load.v{lanes}f32" in ir and f"<{lanes} x i32> <{even}, " in ir
 
 
+def _contiguous_loads(mod) -> int:
+    """How many contiguous vector loads (``Ramp`` of stride 1) `mod`'s main makes."""
+    import tvm
+    from tvm import tirx
+
+    return _count(mod, tvm.ir.TensorLoad, lambda load: isinstance(load.indices[-1], tirx.Ramp)
+                  and int(load.indices[-1].stride) == 1)
+
+
 def test_strided_vector_loads_become_contiguous_pieces_on_x86_only():
-    """A strided vector load outside any Select becomes contiguous masked loads and a shuffle for
-    an x86 target with AVX2, and is left alone for others (where masked loads are no cheaper)."""
+    """A strided vector load outside any Select, whose every lane is used, becomes plain
+    contiguous loads (the last ending at its last element: 1..16 and 16..31 for elements 1, 3, ..,
+    31) and a shuffle for an x86 target with AVX2, and is left alone for others."""
     import tvm
     from tvm import tirx
 
@@ -250,7 +260,84 @@ def test_strided_vector_loads_become_contiguous_pieces_on_x86_only():
     for target_dict, pieces in (({"kind": "llvm", "mcpu": "haswell"}, 2),
                                 ({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]}, 0)):
         mod = tvm.IRModule({"main": func.with_attr("target", tvm.target.Target(target_dict))})
-        assert _masked_loads(masked_select_loads()(mod)) == pieces
+        rewritten = masked_select_loads()(mod)
+        assert _masked_loads(rewritten) == 0
+        assert _contiguous_loads(rewritten) == pieces
+        assert _count(rewritten, tirx.Shuffle, lambda shuffle: True) == (1 if pieces else 0)
+        bases = sorted(int(load.indices[-1].base.value) for load in _loads(rewritten) if pieces)
+        assert bases == ([1, 16] if pieces else [])
+
+
+def _loads(mod) -> list:
+    """The vector loads of `mod`'s main."""
+    import tvm_ffi
+    from tvm.ir import TensorLoad
+
+    found = []
+    tvm_ffi.structural_walk(mod["main"].body, ((TensorLoad, lambda load: found.append(load)
+                                                 if load.ty.dtype.lanes > 1 else None),))
+    return found
+
+
+def _blocks_of_a_padded_row(blocks: int, interior: tuple[int, int]):
+    """A PrimFunc over a row of ``8 * blocks - 2`` inputs: ``for b in range(blocks)`` (annotated
+    with the `interior` blocks) stores, for each of the 8 lanes t, ``input[8b + t - 1]`` where
+    that column lies inside the row and 0 elsewhere (a window tap of an NCHW row padded by one
+    column on either side), as the x86 schedule's vector Select of a load."""
+    import tvm
+    from tvm import tirx
+
+    from dwc_compiler.tir_passes import INTERIOR_BLOCKS
+
+    width = 8 * blocks - 2
+    source = tirx.decl_buffer((width,), "float32", name="source")
+    result = tirx.decl_buffer((8 * blocks,), "float32", name="result")
+    block = tirx.Var("b", "int32")
+    columns = tirx.Ramp(block * 8 - 1, 1, 8)
+    inside = tirx.And(columns >= tirx.Broadcast(tirx.const(0, "int32"), 8),
+                      columns < tirx.Broadcast(tirx.const(width, "int32"), 8))
+    value = tirx.Select(inside, tirx.BufferLoad(source, [columns]), tirx.Broadcast(tirx.const(0, "float32"), 8))
+    store = tirx.BufferStore(result, value, [tirx.Ramp(block * 8, 1, 8)])
+    loop = tirx.For(block, tirx.const(0, "int32"), tirx.const(blocks, "int32"), tirx.ForKind.SERIAL, store,
+                    annotations={INTERIOR_BLOCKS: list(interior)})
+    func = tirx.PrimFunc([source, result], loop).with_attr("global_symbol", "main")
+    return tvm.IRModule({"main": func.with_attr("target", tvm.target.Target({"kind": "llvm", "mcpu": "haswell"}))})
+
+
+def test_interior_blocks_get_a_loop_with_plain_loads():
+    """The blocks of an annotated loop between `first` and `end` get a loop of their own whose
+    Select is proven true and gone (a plain load); the border blocks keep their masked load; the
+    loops cover every block once."""
+    import tvm_ffi
+    from tvm import tirx
+
+    rewritten = masked_select_loads()(_blocks_of_a_padded_row(6, (1, 5)))
+    loops = []
+    tvm_ffi.structural_walk(rewritten["main"].body, ((tirx.For, lambda loop: loops.append(loop)),))
+    extents = sorted((int(loop.min), int(loop.extent)) for loop in loops)
+    assert extents == [(0, 1), (1, 4), (5, 1)]
+    assert _masked_loads(rewritten) == 2  # one in each border loop
+    assert _count(rewritten, tirx.Select, lambda select: True) == 0
+    assert _contiguous_loads(rewritten) == 1  # the interior's
+
+
+@pytest.mark.parametrize("interior", [(1, 5), (0, 6), (2, 2), (3, 9)])
+def test_peeled_blocks_compute_what_masked_ones_did(interior):
+    """Compiled with dwc's pipeline (on this CPU) for any interior range the schedule may give,
+    the row's blocks hold the input's columns and the padding's zeros: a range that is too wide
+    keeps the tests it cannot prove, an empty one changes nothing."""
+    import tvm
+
+    from dwc_compiler.tir_passes import register_cpu_pipeline
+    from helpers import skip_unless_this_cpu_runs
+
+    skip_unless_this_cpu_runs("x86-avx2")
+    mod = _blocks_of_a_padded_row(6, interior)
+    lib = tvm.compile(mod, target=mod["main"].attrs["target"], tir_pipeline=register_cpu_pipeline())
+    values = np.arange(1, 47, dtype=np.float32)
+    output = tvm.runtime.tensor(np.full(48, -1, np.float32))
+    lib["main"](tvm.runtime.tensor(values), output)
+    np.testing.assert_array_equal(output.numpy(), np.concatenate([[0], values, [0]]))
 
 
 GUARDED_RUN = """
@@ -305,7 +392,7 @@ else:  # a stride-2 vector load of elements 1, 3, .. 31 of a 32-element buffer
     body = tirx.BufferStore(result, tirx.BufferLoad(source, [tirx.Ramp(tirx.const(1, "int32"), 2, 16)]), [ramp])
     mod = tvm.IRModule({"main": tirx.PrimFunc([source, result], body).with_attr("global_symbol", "main")})
     lib = tvm.compile(mod, target=dwc.targets.resolve_target(target).tvm(), tir_pipeline=register_cpu_pipeline())
-    assert "@llvm.masked.load" in lib.mod.inspect_source("ll")
+    assert "@llvm.masked.load" not in lib.mod.inspect_source("ll")  # plain loads, the last ending at 31
     values = guarded((32,))
     values[...] = np.arange(32, dtype=dtype)
     out = np.zeros(16, dtype)
@@ -377,6 +464,12 @@ MASKED_NCHW = [
     ((2, 6, 11, 15), (3, 3, 6, 2), (1, 2), "SAME", "float32", None),
     ((1, 4, 13, 25), (3, 3, 4, 1), 3, "SAME", "float32", None),
     ((1, 16, 14, 14), (3, 3, 16, 1), 2, "SAME", "float64", None),
+    # rows of several column blocks, whose interior ones load plain vectors: a 5x5 window with a
+    # column dilation, stride 2, a multiplier, explicit padding wider on one side
+    ((1, 4, 9, 60), (5, 5, 4, 1), 1, "SAME", "float32", (1, 2)),
+    ((1, 4, 8, 120), (3, 3, 4, 1), 2, "SAME", "float32", None),
+    ((1, 3, 6, 70), (3, 3, 3, 2), 1, "SAME", "float32", None),
+    ((1, 4, 6, 112), (3, 3, 4, 1), 1, [[0, 0], [0, 0], [1, 1], [3, 0]], "float32", None),
     ((1, 16, 14, 14), (3, 3, 16, 1), 1, "SAME", "float16", None),  # masked on AVX-512 (AVX512BW)
     ((1, 8, 28, 28), (3, 3, 8, 1), 2, "SAME", "float16", None),
 ]
