@@ -10,7 +10,7 @@ window or a dilation shares fewer inputs between rows and prefers one row of 4-7
 channel blocks pay on the widest planes only, whose row tiles sweep a band of input rows past
 half an L1 once per block (``default_tiling``: 112x112x32-s1 and 112x112x96-s2). NCHW
 vectorizes along output columns instead; its register tile takes the vectors of an output row
-by a few rows (``nchw_tiling``). For NHWC inputs off a
+by a few rows on AVX-512, one vector by two rows on AVX2 (``nchw_tiling``). For NHWC inputs off a
 vector boundary (NumPy's arrays), ``aligned_variants`` adds kernels whose channel blocks start
 at the input's first vector boundary, with the register tile of the kernel for aligned inputs,
 where the split loads cost more than the block of extra work they take.
@@ -41,6 +41,9 @@ LARGE_WINDOW_TILES = ((1, 4), (1, 7), (1, 8), (1, 5), (1, 6))
 MAX_NCHW_ROW_VECTORS = 7
 NCHW_TILE_SUMS = 8
 MIN_NCHW_SUMS_BUDGET = 4
+# With AVX2's 16 registers, an NCHW tile is one vector by this many rows (or the height's next
+# divisor): see `nchw_tiling`.
+NARROW_NCHW_TILE_ROWS = 2
 
 # NHWC row tiles in parallel sweep the tile's input rows once per channel block. Where one
 # block's band of them (rows x width x one vector) passes half an L1, a block takes up to this
@@ -85,16 +88,40 @@ def _block_band_bytes(spec: DepthwiseSpec, tiling: CpuTiling) -> int:
 
 
 def nchw_tiling(spec: DepthwiseSpec, lanes: int, registers: int) -> CpuTiling:
-    """The NCHW register tile on `lanes`-wide vectors and `registers` vector registers.
+    """The NCHW register tile on `lanes`-wide vectors and `registers` vector registers: with
+    32 registers (AVX-512) :func:`row_tiling`'s; with 16 (AVX2), one vector by
+    ``NARROW_NCHW_TILE_ROWS`` rows, or the smallest divisor of the output's height above 1 (7x7
+    planes: 7 rows).
+
+    With 16 registers the window's 9 taps, the masks of its border loads and the loaded vectors
+    leave no room for more sums: LLVM spilled them. Measured on the 2-core znver3 machine (1
+    thread, 15 interleaved rounds, quick checks, with the interior column blocks peeled), time
+    with 2 rows by one vector over :func:`row_tiling`'s tile: 28x28x192-s1 0.84x, 14x14x384-s1
+    0.85x, 14x14x576-s1 0.83x, 56x56x144-s1 0.93x, 112x112x32-s1 0.97x; 28x28x192-s2 0.75x,
+    56x56x144-s2 0.87x, 112x112x96-s2 0.96x; on 7-row planes 1 row took 1.17-1.21x the time of 7;
+    beyond MobileNetV2, mult2-28x28x96-s1 0.90x, batch8-28x28x192-s1 0.85x, k5-28x28x240-s1 0.99x,
+    dil2-28x28x192-s1 1.06x (its dilated taps share fewer loads between rows).
+    Committed A/B run: ``benchmarks/results/nchw-narrow-tiles-*.md``."""
+    if registers >= 32:
+        return row_tiling(spec, lanes, registers)
+    width = sum_width(spec)
+    rows = next((rows for rows in range(NARROW_NCHW_TILE_ROWS, spec.out_height + 1) if spec.out_height % rows == 0),
+                spec.out_height)
+    return CpuTiling(vector_lanes_for(width, lanes), 1, rows, 1)
+
+
+def row_tiling(spec: DepthwiseSpec, lanes: int, registers: int) -> CpuTiling:
+    """The NCHW register tile of whole rows' vectors on `lanes`-wide vectors and `registers`
+    vector registers (AVX-512's, see :func:`nchw_tiling`).
 
     The sums' budget is what the window's taps and two loaded vectors leave of the registers
-    (at least ``MIN_NCHW_SUMS_BUDGET``; on AVX2's 16 a 3x3 window leaves 5, on AVX-512's 32
-    it leaves 21). The tile takes the most vectors of an output row
-    (:func:`~dwc_compiler.ops.depthwise.sum_width` columns) that divide the row's, up to
+    (at least ``MIN_NCHW_SUMS_BUDGET``; on AVX-512's 32 a 3x3 window leaves 21, on AVX2's 16,
+    whose tile this was before the narrow one, 5). The tile takes the most vectors of an output
+    row (:func:`~dwc_compiler.ops.depthwise.sum_width` columns) that divide the row's, up to
     ``MAX_NCHW_ROW_VECTORS`` and the budget: the whole row wherever it has up to 7 vectors on
-    AVX-512 (a 112-column row on AVX2 takes 2 of its 14). Its rows aim at ``NCHW_TILE_SUMS``
-    sums within the budget, and are the divisor of the output's height nearest that aim, which
-    may pass the budget (7x7 planes on AVX2: 7 rows, not 1; a prime height of 13: 13 rows).
+    AVX-512. Its rows aim at ``NCHW_TILE_SUMS`` sums within the budget, and are the divisor of
+    the output's height nearest that aim, which may pass the budget (a prime height of 13: 13
+    rows).
 
     Measured against the tile of 8 rows by one vector it replaces (``benchmarks/nchw_tiles.py``,
     results in ``benchmarks/results/nchw-tiles-*.md``): a window row's input vectors then serve

@@ -119,7 +119,7 @@ def _interior_annotations(spec, target_name: str, dwc_passes: bool = True) -> li
 @pytest.mark.parametrize("input_shape, window, stride, padding, target_name, interior", [
     ((1, 8, 56, 56), 3, 1, "SAME", "x86-avx2", [1, 6]),  # 7 blocks of one vector: the first and last read padding
     ((1, 8, 112, 112), 3, 2, "SAME", "x86-avx2", [0, 6]),  # SAME pads stride 2 on the right only
-    ((1, 8, 112, 112), 3, 1, "SAME", "x86-avx2", [1, 6]),  # 7 blocks of two vectors
+    ((1, 8, 112, 112), 3, 1, "SAME", "x86-avx2", [1, 13]),  # 14 blocks of one vector
     ((1, 8, 56, 56), 5, 1, "SAME", "x86-avx2", [1, 6]),
     ((1, 8, 56, 56), 3, 1, "VALID", "x86-avx2", [0, 6]),  # 54 columns: the last block past the row
     ((1, 8, 14, 14), 3, 1, "SAME", "x86-avx2", [0, 0]),  # one block: none inside
@@ -379,16 +379,19 @@ def test_kernels_for_inputs_off_a_vector_boundary_run_row_tiles_in_parallel():
     ("x86-avx512", (1, 3, 16, 56), 2, 3, 2, 4, "float32"),   # 28 output columns: both vectors, 4 rows
     ("x86-avx512", (1, 4, 28, 28), 1, 5, 2, 2, "float32"),   # a 5x5 window's 25 taps leave 5 sums: 2 rows of 2
     ("x86-avx512", (1, 4, 7, 7), 1, 3, 1, 7, "float32"),     # one vector a row: the whole 7-row plane
-    ("x86-avx2", (1, 3, 16, 112), 1, 3, 2, 2, "float32"),    # 14 vectors a row, 16 registers: 2 by 2
-    ("x86-avx2", (1, 3, 7, 7), 1, 3, 1, 7, "float32"),       # 7 rows nearer the 5 sums that fit than 1 row
+    ("x86-avx2", (1, 3, 16, 112), 1, 3, 1, 2, "float32"),    # 16 registers: one vector by 2 rows
+    ("x86-avx2", (1, 3, 16, 56), 2, 3, 1, 2, "float32"),     # at stride 2 too
+    ("x86-avx2", (1, 3, 7, 7), 1, 3, 1, 7, "float32"),       # 7 rows: the smallest divisor above 1
+    ("x86-avx2", (1, 3, 15, 15), 1, 5, 1, 3, "float32"),     # 15 rows: 3 (a 5x5 window)
     ("x86-avx512", (1, 2, 13, 28), 1, 3, 2, 1, "float32"),   # a prime height: 1 row nearer the 4 wanted than 13
 ])
 def test_nchw_register_tile_takes_whole_rows_and_computes_the_reference(target_name, input_shape, strides,
                                                                         filter_size, vectors, rows, dtype):
-    """The x86 NCHW register tile (``schedules/x86.py``, ``nchw_tiling``) takes the vectors of
-    an output row (all of them where they are up to 7 and fit the sums' budget, what the
-    window's taps leave of the registers) by the divisor of the height nearest the rows that
-    make about 8 sums; and each such tile's kernel matches the float64 reference."""
+    """The x86 NCHW register tile (``schedules/x86.py``, ``nchw_tiling``) on AVX-512 takes the
+    vectors of an output row (all of them where they are up to 7 and fit the sums' budget, what
+    the window's taps leave of the registers) by the divisor of the height nearest the rows that
+    make about 8 sums; on AVX2 one vector by 2 rows (the smallest divisor of the height above 1);
+    and each such tile's kernel matches the float64 reference."""
     from dwc_compiler.schedules.x86 import default_tiling
 
     from helpers import check_against_reference, skip_unless_this_cpu_runs
