@@ -15,6 +15,7 @@ benchmarks/results/nchw-interior-<stamp>.json and .md with the machine it ran on
 """
 
 from pathlib import Path
+from unittest import mock
 
 import dwc_compiler as dwc
 from dwc_compiler import tir_passes
@@ -25,13 +26,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def _kernel(spec, peeled: bool):
     """The hand-scheduled kernel of `spec` with masked windows, its interior blocks peeled or not."""
-    peel = tir_passes._peeled_interior
-    if not peeled:
-        tir_passes._peeled_interior = lambda loop, bindings: loop
-    try:
+    if peeled:
         return dwc.build(spec, "host", use_records=False)
-    finally:
-        tir_passes._peeled_interior = peel
+    with mock.patch.object(tir_passes, "_peeled_interior", lambda loop, bindings: loop):
+        return dwc.build(spec, "host", use_records=False)
 
 
 def main() -> None:

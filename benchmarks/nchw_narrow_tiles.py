@@ -14,6 +14,7 @@ benchmarks/results/nchw-narrow-tiles-<TARGET>-<stamp>.json and .md with the mach
 
 import sys
 from pathlib import Path
+from unittest import mock
 
 import dwc_compiler as dwc
 from dwc_compiler.benchmarking.nchw_kernels import run_comparison
@@ -26,13 +27,10 @@ def _kernel_for(target: str):
     """Builds `spec`'s hand-scheduled NCHW kernel for `target`, with the narrow tile or the row tile."""
 
     def build(spec, narrow: bool):
-        rule = x86.nchw_tiling
-        if not narrow:
-            x86.nchw_tiling = x86.row_tiling
-        try:
+        if narrow:
             return dwc.build(spec, target, use_records=False)
-        finally:
-            x86.nchw_tiling = rule
+        with mock.patch.object(x86, "nchw_tiling", x86.row_tiling):
+            return dwc.build(spec, target, use_records=False)
 
     return build
 

@@ -14,6 +14,7 @@ benchmarks/results/nchw-tiles-<TARGET>-<stamp>.json and .md with the machine it 
 
 import sys
 from pathlib import Path
+from unittest import mock
 
 import dwc_compiler as dwc
 from dwc_compiler.benchmarking.nchw_kernels import run_comparison
@@ -29,18 +30,17 @@ def _kernel_for(target: str):
     """Builds `spec`'s hand-scheduled NCHW kernel for `target`, with the new tile or the old."""
 
     def build(spec, new_tile: bool):
-        hand = x86.default_tiling
-        if not new_tile:
-            def old_tiling(spec, target_info):
-                if spec.data_format != "NCHW":
-                    return hand(spec, target_info)
-                return plan_tiling(spec, target_info.lanes(accumulator_dtype(spec.dtype)), 1, OLD_TILES)
-
-            x86.default_tiling = old_tiling
-        try:
+        if new_tile:
             return dwc.build(spec, target, use_records=False)
-        finally:
-            x86.default_tiling = hand
+        hand = x86.default_tiling
+
+        def old_tiling(spec, target_info):
+            if spec.data_format != "NCHW":
+                return hand(spec, target_info)
+            return plan_tiling(spec, target_info.lanes(accumulator_dtype(spec.dtype)), 1, OLD_TILES)
+
+        with mock.patch.object(x86, "default_tiling", old_tiling):
+            return dwc.build(spec, target, use_records=False)
 
     return build
 

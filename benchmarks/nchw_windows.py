@@ -13,6 +13,7 @@ and .md with the machine it ran on.
 """
 
 from pathlib import Path
+from unittest import mock
 
 import dwc_compiler as dwc
 from dwc_compiler.benchmarking.nchw_kernels import run_comparison
@@ -23,13 +24,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def _kernel(spec, masked_windows: bool):
     """The hand-scheduled kernel of `spec`, its windows read under masks or from a plane copy."""
-    cheap = x86.masked_loads_cheap
-    if not masked_windows:
-        x86.masked_loads_cheap = lambda spec, target: False
-    try:
+    if masked_windows:
         return dwc.build(spec, "host", use_records=False)
-    finally:
-        x86.masked_loads_cheap = cheap
+    with mock.patch.object(x86, "masked_loads_cheap", lambda spec, target: False):
+        return dwc.build(spec, "host", use_records=False)
 
 
 def main() -> None:

@@ -291,10 +291,9 @@ def _overlapping_pieces(load: Any, base: Any, stride: int, lanes: int) -> Any:
     """The strided vector load `load` (``Ramp(base, stride, lanes)``, every lane used) as plain
     loads of `lanes` contiguous elements and one shuffle: the loads cover the elements from the
     first lane's to the last lane's and no others (the last load ends at the last lane's element,
-    overlapping the one before), so none reads past what the strided load reads. At a column
-    stride of 2 on AVX2, pieces at 0 and ``lanes - 1`` shuffle into one ``vshufps`` and one
-    ``vpermpd`` as pieces at 0 and ``lanes`` do, and AVX2's masked loads, which pieces under a
-    mask need, issue at half the rate of plain ones on Zen 3."""
+    overlapping the one before), so none reads past what the strided load reads, and no mask
+    is needed (on the znver3 machine masked loads cost more than plain ones:
+    ``benchmarks/results/nchw-interior-*.md``)."""
     from tvm import tirx
 
     span = stride * (lanes - 1) + 1
@@ -470,8 +469,16 @@ def masked_select_loads():
 
     def rewrite(func, _mod, _ctx):
         cheap = _llvm_target_has(func, "avx2")
-        bindings = _bindings_of(func.body)
-        body = tvm_ffi.structural_map(func.body, [(tirx.For, lambda loop: _peeled_interior(loop, bindings))])
+        bindings = []  # TVM's common subexpressions, found once and only for a function with marked loops
+
+        def peeled(loop):
+            if loop.annotations is None or INTERIOR_BLOCKS not in loop.annotations:
+                return loop
+            if not bindings:
+                bindings.append(_bindings_of(func.body))
+            return _peeled_interior(loop, bindings[0])
+
+        body = tvm_ffi.structural_map(func.body, [(tirx.For, peeled)])
         body = tvm_ffi.structural_map(body, [(tirx.Select, _masked_select)])
         _refuse_unmasked_selects(body)
         if cheap:
