@@ -13,6 +13,10 @@ on the same arrays, in interleaved rounds (each block warmed up first):
   but the last writes the same memory, and their differences are Python's alone;
 - ``kernel``: ``Kernel.call`` (the plain-function form of calling a Kernel: checks, output buffer);
 - ``api``: the whole ``depthwise_conv2d`` call (kernel cache lookup too), its result dropped;
+- ``api-by-shapes``: the same call with the lookup by the filter object switched off (its
+  entries emptied and none kept, for the block), so that the lookup by the arrays' shapes and
+  the parameters finds the kernel, as every call did before that lookup existed (the empty
+  lookup and the switched-off keep cost it ~0.1 us more than that path had);
 - ``api-kept``: the same call as the usual loop ``y = depthwise_conv2d(...)`` makes it: the last
   result is still held while the next call runs (the kernel keeps two output buffers, so that
   they alternate instead of a new output's fresh pages on every call; on 7x7x960 its
@@ -26,19 +30,22 @@ the medians then show up to twice the fast phase's overhead). Writes
 benchmarks/results/call-overhead-<stamp>.json and .md with the machine it ran on.
 """
 
+import contextlib
 import statistics
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
 import dwc_compiler as dwc
+from dwc_compiler import api
 from dwc_compiler.benchmarking.interleaved import int_arguments, interleaved_rounds, median_difference, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # An even number of calls a block: `api-kept` then ends holding the kernel's second buffer, so
 # the calls after it, whose results are dropped, take the first one again, as `compiled` writes.
 WARMUP_CALLS, TIMED_CALLS = 200, 2000
-WAYS = ("kernel", "api", "api-kept")  # each timed against "compiled"
+WAYS = ("kernel", "api", "api-kept", "api-by-shapes")  # each timed against "compiled"
 LAYERS = {  # name: (input shape NHWC, filter shape, strides)
     "tiny-1x4x4x8-s1": ((1, 4, 4, 8), (3, 3, 8, 1), 1),
     "mbv2-7x7x960-s1": ((1, 7, 7, 960), (3, 3, 960, 1), 1),
@@ -72,13 +79,22 @@ def _calls(shape, filter_shape, strides, to_tensor):
         "kernel": lambda: kernel.call(data, weights),
         "api": lambda: dwc.depthwise_conv2d(data, weights, strides, "SAME"),
         "api-kept": api_kept,
+        "api-by-shapes": lambda: dwc.depthwise_conv2d(data, weights, strides, "SAME"),
     }
+
+
+def _by_shapes() -> contextlib.ExitStack:
+    """For a block: the API's lookup by the filter object emptied and keeping nothing."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(mock.patch.dict(api._calls_by_filter.entries, clear=True))  # noqa: SLF001
+    stack.enter_context(mock.patch.object(api._calls_by_filter, "keep", lambda *arguments: None))  # noqa: SLF001
+    return stack
 
 
 def measure(name: str, kind: str, calls: dict, rounds: int) -> dict:
     """Interleaved rounds of the four calls; medians, paired differences against `compiled`, and the
     fastest blocks' difference."""
-    samples = interleaved_rounds(calls, rounds, WARMUP_CALLS, TIMED_CALLS)
+    samples = interleaved_rounds(calls, rounds, WARMUP_CALLS, TIMED_CALLS, {"api-by-shapes": _by_shapes})
     medians = {way: statistics.median(values) for way, values in samples.items()}
     overhead = {way: median_difference(samples[way], samples["compiled"]) for way in WAYS}
     fastest = {way: min(samples[way]) - min(samples["compiled"]) for way in WAYS}
@@ -109,13 +125,14 @@ def main() -> None:
               f"{WARMUP_CALLS} warm-up calls then {TIMED_CALLS} timed calls (block mean); overhead = median "
               f"over rounds of (call - compiled) within the round")
     table = ["| layer | arrays | compiled (us) | Kernel call overhead (us) | API call overhead (us) | "
-             "API call, last result kept (us) | fastest blocks: Kernel / API / kept (us) |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+             "API call, last result kept (us) | API call by shapes (us) | "
+             "fastest blocks: Kernel / API / kept / by shapes (us) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         overhead, fastest = row["overhead_us"], row["fastest_overhead_us"]
         table.append(f"| {row['layer']} | {row['arrays']} | {row['median_us']['compiled']:.2f} | "
-                     f"{overhead['kernel']:.2f} | {overhead['api']:.2f} | {overhead['api-kept']:.2f} | "
-                     f"{fastest['kernel']:.2f} / {fastest['api']:.2f} / {fastest['api-kept']:.2f} |")
+                     + " | ".join(f"{overhead[way]:.2f}" for way in WAYS) + " | "
+                     + " / ".join(f"{fastest[way]:.2f}" for way in WAYS) + " |")
     write_results(RESULTS, "call-overhead", "Python per call over the compiled function (cached spec)", method,
                   {"rounds": rounds, "rows": rows}, table)
 

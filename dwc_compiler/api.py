@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from .build import build
+from .calls_by_weights import CallsByWeights
 from .errors import InvalidArgumentError
 from .ops.depthwise import DepthwiseSpec
 from .ops.separable import SeparableSpec
@@ -18,6 +19,8 @@ from .runtime.arrays import as_numpy
 
 _kernels: dict[tuple, Any] = {}  # by _cache_key
 _lean_calls: dict[tuple, Any] = {}  # Kernel.call by _lean_key: depthwise_conv2d's lean path
+_calls_by_filter = CallsByWeights()  # Kernel.call by the filter object and _depthwise_parameters: its first lookup
+_separable_calls_by_filter = CallsByWeights()  # the same for separable_conv2d, by the depthwise filter
 _kernels_lock = threading.Lock()
 
 
@@ -80,6 +83,18 @@ def depthwise_conv2d(input: Any, filter: Any, strides: Any, padding: Any,
         InvalidSpecError, InvalidArgumentError: naming the parameter at fault.
         UnknownTargetError: for a target name that is not known.
     """
+    entry = _calls_by_filter.entries.get(id(filter))  # the kernel last called with this filter object
+    if entry is not None and entry[2] is not None and entry[0]() is filter:
+        try:  # the tuple of _depthwise_parameters, written out inline
+            same = entry[1] == (strides, padding, data_format, dilations, target, bias is None, activation,
+                                filter_format)
+        except (TypeError, ValueError):  # an array among the parameters: the lookups below take them
+            same = False
+        if same:
+            try:
+                return entry[2](input, filter) if bias is None else entry[2](input, filter, bias)
+            except InvalidArgumentError:  # arrays of another shape or dtype: the lookups below find their kernel
+                _calls_by_filter.share(filter)
     try:  # the lean path: see _lean_key
         call = _lean_calls[(input.shape, filter.shape,
                             strides if type(strides) is int else tuple(strides) if type(strides) is list
@@ -90,12 +105,21 @@ def depthwise_conv2d(input: Any, filter: Any, strides: Any, padding: Any,
         call = None
     if call is not None:
         try:
-            return call(input, filter) if bias is None else call(input, filter, bias)
+            result = call(input, filter) if bias is None else call(input, filter, bias)
         except InvalidArgumentError:
             pass  # arrays that kernel does not take (another dtype): the full path finds theirs, or names what is wrong
+        else:
+            _calls_by_filter.keep(filter, _depthwise_parameters(strides, padding, data_format, dilations, target,
+                                                                bias, activation, filter_format), call)
+            return result
     inputs = _depthwise_inputs(input, filter, bias)
-    return _depthwise_kernel_of(inputs, strides, padding, data_format, dilations, target, activation,
-                                filter_format).call(*inputs)
+    kernel = _depthwise_kernel_of(inputs, strides, padding, data_format, dilations, target, activation,
+                                  filter_format)
+    result = kernel.call(*inputs)
+    if inputs[1] is filter:  # not an array made from the caller's (a list, say), which no later call passes
+        _calls_by_filter.keep(filter, _depthwise_parameters(strides, padding, data_format, dilations, target, bias,
+                                                            activation, filter_format), kernel.call)
+    return result
 
 
 def depthwise_kernel(input: Any, filter: Any, strides: Any, padding: Any, data_format: str | None = "NHWC",
@@ -161,6 +185,13 @@ def _lean_key(input, filter, strides, padding, data_format, dilations, target, b
             padding if type(padding) is str else _hashable(padding), data_format,
             dilations if dilations is None else _hashable(dilations), target, bias is None, activation,
             filter_format)
+
+
+def _depthwise_parameters(strides, padding, data_format, dilations, target, bias, activation,
+                          filter_format) -> tuple:
+    """The parameters a depthwise call's filter is kept with in ``_calls_by_filter`` (as given:
+    :func:`depthwise_conv2d` compares them with ``==`` inline)."""
+    return (strides, padding, data_format, dilations, target, bias is None, activation, filter_format)
 
 
 def _keep_lean(lean_key: tuple, kernel: Kernel, key: tuple) -> None:
@@ -242,18 +273,37 @@ def separable_conv2d(input: Any, depthwise_filter: Any, pointwise_filter: Any, s
         InvalidSpecError, InvalidArgumentError: naming the parameter at fault.
         UnknownTargetError: for a target name that is not known.
     """
+    biases = [bias for bias in (depthwise_bias, pointwise_bias) if bias is not None]
+    given = (strides, padding, data_format, dilations, target, depthwise_bias is None, depthwise_activation,
+             pointwise_bias is None, pointwise_activation)  # as kept in _separable_calls_by_filter
+    entry = _separable_calls_by_filter.entries.get(id(depthwise_filter))  # as in depthwise_conv2d
+    if entry is not None and entry[2] is not None and entry[0]() is depthwise_filter:
+        try:
+            same = entry[1] == given
+        except (TypeError, ValueError):  # an array among the parameters
+            same = False
+        if same:
+            try:
+                return entry[2](input, depthwise_filter, pointwise_filter, *biases)
+            except InvalidArgumentError:  # arrays of another shape or dtype: the lookup below finds their kernel
+                _separable_calls_by_filter.share(depthwise_filter)
     parameters = _separable_parameters(strides, padding, data_format, dilations, target, depthwise_bias,
                                        depthwise_activation, pointwise_bias, pointwise_activation)
-    biases = [bias for bias in (depthwise_bias, pointwise_bias) if bias is not None]
     try:
         kernel = _kernels[_separable_key(input, depthwise_filter, pointwise_filter, parameters)]
     except (AttributeError, KeyError, TypeError):  # not compiled yet, or not arrays yet
         kernel = None
-    if kernel is not None:  # the lean path: the kernel checks what the key does not cover
-        return kernel.call(input, depthwise_filter, pointwise_filter, *biases)
-    named = _separable_inputs(input, depthwise_filter, pointwise_filter, depthwise_bias, pointwise_bias)
-    return _separable_kernel_of(named, parameters, strides, padding, data_format, dilations, target,
-                                depthwise_activation, pointwise_activation)(*named.values())
+    if kernel is None:
+        named = _separable_inputs(input, depthwise_filter, pointwise_filter, depthwise_bias, pointwise_bias)
+        kernel = _separable_kernel_of(named, parameters, strides, padding, data_format, dilations, target,
+                                      depthwise_activation, pointwise_activation)
+        result = kernel.call(*named.values())
+        if named["depthwise_filter"] is not depthwise_filter:  # an array made from the caller's (a list, say)
+            return result
+    else:  # the lean path: the kernel checks what the key does not cover
+        result = kernel.call(input, depthwise_filter, pointwise_filter, *biases)
+    _separable_calls_by_filter.keep(depthwise_filter, given, kernel.call)
+    return result
 
 
 def separable_kernel(input: Any, depthwise_filter: Any, pointwise_filter: Any, strides: Any, padding: Any,
@@ -319,3 +369,5 @@ def clear_kernel_cache() -> None:
     with _kernels_lock:
         _kernels.clear()
         _lean_calls.clear()
+        _calls_by_filter.clear()
+        _separable_calls_by_filter.clear()

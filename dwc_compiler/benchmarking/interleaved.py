@@ -9,12 +9,13 @@ do the rest. The benchmarks in ``benchmarks/`` that compare variants in one proc
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager
 
 from ..files import write_json_atomic
 from .harness import machine_info
@@ -37,15 +38,18 @@ def block_mean_us(call: Callable[[], Any], warmup: int, timed: int) -> float:
     return (time.perf_counter() - start) / timed * 1e6
 
 
-def interleaved_rounds(calls: dict[str, Callable[[], Any]], rounds: int, warmup: int,
-                       timed: int) -> dict[str, list[float]]:
+def interleaved_rounds(calls: dict[str, Callable[[], Any]], rounds: int, warmup: int, timed: int,
+                       contexts: dict[str, Callable[[], ContextManager[Any]]] | None = None) -> dict[str, list[float]]:
     """Each round, one block of every call (in order, reversed every other round): per call,
-    the block means of all rounds, in microseconds."""
+    the block means of all rounds, in microseconds. `contexts`: for some calls, what each of
+    their blocks (warm-up included) runs inside (``contexts[name]()``, a context manager: a
+    patched setting, say)."""
     samples: dict[str, list[float]] = {name: [] for name in calls}
     for round_index in range(rounds):
         order = list(calls) if round_index % 2 == 0 else list(reversed(calls))
         for name in order:
-            samples[name].append(block_mean_us(calls[name], warmup, timed))
+            with (contexts[name]() if contexts and name in contexts else contextlib.nullcontext()):
+                samples[name].append(block_mean_us(calls[name], warmup, timed))
     return samples
 
 
