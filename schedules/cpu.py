@@ -373,7 +373,8 @@ def schedule_nchw(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearc
     made (column strides up to ``MAX_SHUFFLED_STRIDE``): ``pad`` is inlined, its column test a
     ``Select`` that TVM keeps a vector, and each window row's vector is loaded from the input
     under the mask of its real columns, at a column stride of 2 as two contiguous masked loads and
-    one permute (:func:`~dwc_compiler.tir_passes.masked_select_loads`); the row test stays a
+    one permute, the first two taps of a row sharing their loads
+    (:func:`~dwc_compiler.tir_passes.masked_select_loads`); the row test stays a
     test, which LoopPartition takes out of the interior row tiles. The copy had cost up to half of
     the small planes' time: without it 14x14x384-s1 took 0.56x the time, 7x7x960 0.50x,
     14x14x576-s2 0.51x, 28x28x192-s2 0.62x, 112x112x96-s2 0.66x, 56x56x144-s1 0.88x

@@ -340,6 +340,104 @@ def test_peeled_blocks_compute_what_masked_ones_did(interior):
     np.testing.assert_array_equal(output.numpy(), np.concatenate([[0], values, [0]]))
 
 
+def _stride_two_window_row(blocks: int, masked: bool, branch: bool = False):
+    """A PrimFunc over a row of inputs: ``for b in range(blocks)`` stores, for each of 8 lanes t,
+    the sum over the taps d = 0, 1, 2 of ``10^d input[2 (8b + t) + d - 1]`` (`masked`: a row of
+    ``16 * blocks - 1`` inputs padded by one column, 0 outside it, each tap under the ``Select``
+    of its columns' test) or of ``input[2 (8b + t) + d]`` (a row of ``16 * blocks + 1``, bare
+    loads): an NCHW window row at column stride 2, each tap a stride-2 vector load; the taps in
+    one statement or (`branch`) the last two in an ``if`` of their own."""
+    import tvm
+    from tvm import tirx
+
+    width = 16 * blocks - 1 if masked else 16 * blocks + 1
+    source = tirx.decl_buffer((width,), "float32", name="source")
+    result = tirx.decl_buffer((8 * blocks,), "float32", name="result")
+    block = tirx.Var("b", "int32")
+
+    def tap(offset):
+        columns = tirx.Ramp(block * 16 + offset - (1 if masked else 0), 2, 8)
+        load = tirx.BufferLoad(source, [columns])
+        weight = tirx.Broadcast(tirx.const(10.0 ** offset, "float32"), 8)  # which tap gave what
+        if not masked:
+            return load * weight
+        inside = tirx.And(columns >= tirx.Broadcast(tirx.const(0, "int32"), 8),
+                          columns < tirx.Broadcast(tirx.const(width, "int32"), 8))
+        return tirx.Select(inside, load, tirx.Broadcast(tirx.const(0, "float32"), 8)) * weight
+
+    out = tirx.Ramp(block * 8, 1, 8)
+    if branch:
+        body = tirx.SeqStmt([tirx.BufferStore(result, tap(0), [out]),
+                             tirx.IfThenElse(block >= 0, tirx.BufferStore(result, tirx.BufferLoad(result, [out])
+                                                                          + tap(1) + tap(2), [out]), None)])
+    else:
+        body = tirx.BufferStore(result, tap(0) + tap(1) + tap(2), [out])
+    loop = tirx.For(block, tirx.const(0, "int32"), tirx.const(blocks, "int32"), tirx.ForKind.SERIAL, body)
+    func = tirx.PrimFunc([source, result], loop).with_attr("global_symbol", "main")
+    return tvm.IRModule({"main": func.with_attr("target", tvm.target.Target({"kind": "llvm", "mcpu": "haswell"}))})
+
+
+def _load_starts(mod) -> set:
+    """The distinct first indices of the vector loads and masked loads of `mod`'s buffer ``source``."""
+    import tvm
+    import tvm_ffi
+    from tvm import tirx
+    from tvm.ir import TensorLoad
+
+    starts = set()
+    intrinsic = tvm.target.codegen.llvm_lookup_intrinsic_id("llvm.masked.load")
+
+    def seen_load(load):
+        if load.ty.dtype.lanes > 1 and isinstance(load.indices[-1], tirx.Ramp) and load.source.name == "source":
+            starts.add(str(load.indices[-1].base))
+
+    def seen_call(call):
+        if call.op.same_as(tvm.ir.Op.get("tirx.call_llvm_intrin")) and int(call.args[0].value) == intrinsic:
+            starts.add(str(call.args[1].args[0].indices[0]))  # address_of(source[first])
+
+    tvm_ffi.structural_walk(mod["main"].body, ((TensorLoad, seen_load), (tvm.ir.Call, seen_call)))
+    return starts
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_neighbouring_stride_two_taps_share_their_loads(masked):
+    """A window row's first and second taps (loads at 2i - 1 and 2i) become shuffles of the same
+    two vectors, even lanes and odd: the row loads from 4 places instead of 6, masked where the
+    taps were; taps in different branches are not paired."""
+    from tvm import tirx
+
+    rewritten = masked_select_loads()(_stride_two_window_row(3, masked))
+    assert len(_load_starts(rewritten)) == 4
+    assert _count(rewritten, tirx.Select, lambda select: True) == 0
+    assert (_masked_loads(rewritten) > 0) == masked
+    shuffles = []
+    _count(rewritten, tirx.Shuffle, lambda shuffle: shuffles.append([int(index) for index in shuffle.indices]))
+    lanes = [indices for indices in shuffles if len(indices) == 8 and len(set(indices)) == 8]
+    assert [0, 2, 4, 6, 8, 10, 12, 14] in lanes and [1, 3, 5, 7, 9, 11, 13, 15] in lanes
+    assert len(_load_starts(masked_select_loads()(_stride_two_window_row(3, masked, branch=True)))) == 6
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_paired_stride_two_taps_compute_the_window_row(masked):
+    """Compiled with dwc's pipeline on this CPU, the row with its taps paired sums each window's
+    columns, each tap's own (weighted apart), 0 for the padding."""
+    import tvm
+
+    from dwc_compiler.tir_passes import register_cpu_pipeline
+    from helpers import skip_unless_this_cpu_runs
+
+    skip_unless_this_cpu_runs("x86-avx2")
+    blocks = 3
+    mod = _stride_two_window_row(blocks, masked)
+    lib = tvm.compile(mod, target=mod["main"].attrs["target"], tir_pipeline=register_cpu_pipeline())
+    values = np.arange(1, (16 * blocks - 1 if masked else 16 * blocks + 1) + 1, dtype=np.float32)
+    output = tvm.runtime.tensor(np.full(8 * blocks, -1, np.float32))
+    lib["main"](tvm.runtime.tensor(values), output)
+    row = np.concatenate([[0], values, [0]]) if masked else values  # the padding's zeros around it
+    expected = row[0:16 * blocks:2] + 10 * row[1:16 * blocks:2] + 100 * row[2:16 * blocks + 1:2]
+    np.testing.assert_array_equal(output.numpy(), expected)
+
+
 GUARDED_RUN = """
 import ctypes, mmap, sys
 import numpy as np
