@@ -44,14 +44,16 @@ class CallsByWeights:
     def keep(self, weights: Any, parameters: tuple, call: Callable[..., Any]) -> None:
         """Keep `call` for `weights` and `parameters` (which must be plain, see :func:`is_plain`,
         else nothing is kept); a second call or set of parameters for the same weights marks
-        them as shared."""
+        them as shared. A NumPy view (``weights.base`` set) is not kept: a caller that slices its
+        filter from a larger array makes a new view for every call, and each would cost a weak
+        reference made and dropped."""
         key = id(weights)
         entry = self.entries.get(key)
         if entry is not None and entry[0]() is weights:
             if entry[2] is not None and (entry[2] is not call or entry[1] != parameters):
                 self.entries[key] = (entry[0], None, None)
             return
-        if not is_plain(parameters):
+        if not is_plain(parameters) or getattr(weights, "base", None) is not None:
             return
         entries = self.entries
         try:

@@ -88,7 +88,8 @@ def test_entries_do_not_keep_filters_alive():
 
 def test_keep_takes_plain_parameters_only():
     """Parameters whose ``==`` is not a plain bool (an ndarray) are not kept; objects without weak
-    references are not kept either; a second call for the same weights marks them shared."""
+    references and NumPy views are not kept either; a second call for the same weights marks
+    them shared."""
     calls = CallsByWeights()
     weights = np.zeros(3, np.float32)
     calls.keep(weights, (np.array([1, 1]), "SAME"), print)
@@ -100,6 +101,8 @@ def test_keep_takes_plain_parameters_only():
     calls.keep(weights, (1, [[0, 0], [1, 1]], None), repr)
     assert calls.entries[id(weights)][2] is None
     assert is_plain((1, "SAME", None, True, [[0, 0], (1, 1)])) and not is_plain((1.5,))
+    calls.keep(weights[1:], (1, "SAME"), print)  # a view: made afresh by callers that slice
+    assert list(calls.entries) == [id(weights)]
 
 
 def test_separable_calls_find_the_kernel_by_the_depthwise_filter(monkeypatch):
