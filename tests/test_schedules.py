@@ -135,6 +135,21 @@ def test_nchw_marks_the_column_blocks_inside_the_input(input_shape, window, stri
     assert _interior_annotations(spec, target_name, dwc_passes=False) == []
 
 
+@pytest.mark.parametrize("input_shape, stride, interior", [
+    ((1, 8, 56, 56), 1, [1, 6]),  # its depthwise step's blocks are one vector each, as the depthwise kernel's
+    ((1, 8, 112, 112), 2, [0, 6]),
+    ((1, 8, 14, 14), 1, [0, 0]),
+])
+def test_separable_nchw_marks_the_depthwise_column_blocks_inside_the_input(input_shape, stride, interior):
+    """The fused separable NCHW schedule's depthwise step, reading its windows from the input,
+    marks its column-block loop as the depthwise kernel does (plain loads inside the row); with
+    the plane copy (no dwc passes) it marks none."""
+    channels = input_shape[1]
+    spec = dwc.SeparableSpec.create(input_shape, (3, 3, channels, 1), (1, 1, channels, 16), stride, "SAME", "NCHW")
+    assert _interior_annotations(spec, "x86-avx2") == [interior]
+    assert _interior_annotations(spec, "x86-avx2", dwc_passes=False) == []
+
+
 def test_float16_accumulates_in_float32_lanes():
     """float16 sums are kept in float32 registers: the vector width is float32's."""
     spec = dwc.DepthwiseSpec.create((1, 14, 14, 64), (3, 3, 64, 1), 1, "SAME", dtype="float16")
