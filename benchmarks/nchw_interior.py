@@ -17,24 +17,17 @@ benchmarks/results/nchw-interior-<stamp>.json and .md with the machine it ran on
 from pathlib import Path
 from unittest import mock
 
-import dwc_compiler as dwc
 from dwc_compiler import tir_passes
-from dwc_compiler.benchmarking.nchw_kernels import run_comparison
+from dwc_compiler.benchmarking.nchw_kernels import built_now_and_before, run_comparison
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def _kernel(spec, peeled: bool):
-    """The hand-scheduled kernel of `spec` with masked windows, its interior blocks peeled or not."""
-    if peeled:
-        return dwc.build(spec, "host", use_records=False)
-    with mock.patch.object(tir_passes, "_peeled_interior", lambda loop, bindings: loop):
-        return dwc.build(spec, "host", use_records=False)
-
-
 def main() -> None:
+    all_masked = built_now_and_before(lambda: mock.patch.object(tir_passes, "_peeled_interior",
+                                                                lambda loop, bindings: loop))
     run_comparison(RESULTS, "nchw-interior", "NCHW kernels: interior column blocks peeled vs every load masked",
-                   _kernel, ("interior peeled", "all masked"))
+                   all_masked, ("interior peeled", "all masked"))
 
 
 if __name__ == "__main__":

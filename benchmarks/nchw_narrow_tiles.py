@@ -16,29 +16,17 @@ import sys
 from pathlib import Path
 from unittest import mock
 
-import dwc_compiler as dwc
-from dwc_compiler.benchmarking.nchw_kernels import run_comparison
+from dwc_compiler.benchmarking.nchw_kernels import built_now_and_before, run_comparison
 from dwc_compiler.schedules import x86
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def _kernel_for(target: str):
-    """Builds `spec`'s hand-scheduled NCHW kernel for `target`, with the narrow tile or the row tile."""
-
-    def build(spec, narrow: bool):
-        if narrow:
-            return dwc.build(spec, target, use_records=False)
-        with mock.patch.object(x86, "nchw_tiling", x86.row_tiling):
-            return dwc.build(spec, target, use_records=False)
-
-    return build
-
-
 def main() -> None:
     target = sys.argv[3] if len(sys.argv) > 3 else "host"
+    row_tiles = built_now_and_before(lambda: mock.patch.object(x86, "nchw_tiling", x86.row_tiling), target)
     run_comparison(RESULTS, f"nchw-narrow-tiles-{target}", "NCHW register tiles on AVX2: one vector by two rows vs "
-                   "whole rows' vectors", _kernel_for(target), ("narrow tiles", "row tiles"), target=target)
+                   "whole rows' vectors", row_tiles, ("narrow tiles", "row tiles"), target=target)
 
 
 if __name__ == "__main__":

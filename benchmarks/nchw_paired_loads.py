@@ -16,24 +16,17 @@ benchmarks/results/nchw-paired-loads-<stamp>.json and .md with the machine it ra
 from pathlib import Path
 from unittest import mock
 
-import dwc_compiler as dwc
 from dwc_compiler import tir_passes
-from dwc_compiler.benchmarking.nchw_kernels import run_comparison
+from dwc_compiler.benchmarking.nchw_kernels import built_now_and_before, run_comparison
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def _kernel(spec, paired: bool):
-    """The hand-scheduled kernel of `spec` with masked windows, its stride-2 loads paired or not."""
-    if paired:
-        return dwc.build(spec, "host", use_records=False)
-    with mock.patch.object(tir_passes, "_paired_strided_loads", lambda loop, bindings: loop):
-        return dwc.build(spec, "host", use_records=False)
-
-
 def main() -> None:
+    unpaired = built_now_and_before(lambda: mock.patch.object(tir_passes, "_paired_strided_loads",
+                                                              lambda loop, bindings: loop))
     run_comparison(RESULTS, "nchw-paired-loads", "NCHW kernels: stride-2 loads of neighbouring taps paired or not",
-                   _kernel, ("paired", "unpaired"))
+                   unpaired, ("paired", "unpaired"))
 
 
 if __name__ == "__main__":

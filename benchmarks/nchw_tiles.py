@@ -16,8 +16,7 @@ import sys
 from pathlib import Path
 from unittest import mock
 
-import dwc_compiler as dwc
-from dwc_compiler.benchmarking.nchw_kernels import run_comparison
+from dwc_compiler.benchmarking.nchw_kernels import built_now_and_before, run_comparison
 from dwc_compiler.ops.primfunc import accumulator_dtype
 from dwc_compiler.schedules import x86
 from dwc_compiler.schedules.cpu import plan_tiling
@@ -26,29 +25,21 @@ RESULTS = Path(__file__).resolve().parent / "results"
 OLD_TILES = ((8, 1),)  # up to 8 rows, one vector: the tile before nchw_tiling
 
 
-def _kernel_for(target: str):
-    """Builds `spec`'s hand-scheduled NCHW kernel for `target`, with the new tile or the old."""
+HAND_TILING = x86.default_tiling
 
-    def build(spec, new_tile: bool):
-        if new_tile:
-            return dwc.build(spec, target, use_records=False)
-        hand = x86.default_tiling
 
-        def old_tiling(spec, target_info):
-            if spec.data_format != "NCHW":
-                return hand(spec, target_info)
-            return plan_tiling(spec, target_info.lanes(accumulator_dtype(spec.dtype)), 1, OLD_TILES)
-
-        with mock.patch.object(x86, "default_tiling", old_tiling):
-            return dwc.build(spec, target, use_records=False)
-
-    return build
+def _old_tiling(spec, target_info):
+    """The x86 rule's tiling, with the NCHW tile of before nchw_tiling."""
+    if spec.data_format != "NCHW":
+        return HAND_TILING(spec, target_info)
+    return plan_tiling(spec, target_info.lanes(accumulator_dtype(spec.dtype)), 1, OLD_TILES)
 
 
 def main() -> None:
     target = sys.argv[3] if len(sys.argv) > 3 else "host"
+    old_tiles = built_now_and_before(lambda: mock.patch.object(x86, "default_tiling", _old_tiling), target)
     run_comparison(RESULTS, f"nchw-tiles-{target}", "NCHW register tiles: whole rows by a few rows vs 8 rows by one "
-                   "vector", _kernel_for(target), ("row tiles", "8x1 tiles"), target=target)
+                   "vector", old_tiles, ("row tiles", "8x1 tiles"), target=target)
 
 
 if __name__ == "__main__":

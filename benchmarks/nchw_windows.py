@@ -15,23 +15,15 @@ and .md with the machine it ran on.
 from pathlib import Path
 from unittest import mock
 
-import dwc_compiler as dwc
-from dwc_compiler.benchmarking.nchw_kernels import run_comparison
+from dwc_compiler.benchmarking.nchw_kernels import built_now_and_before, run_comparison
 from dwc_compiler.schedules import x86
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def _kernel(spec, masked_windows: bool):
-    """The hand-scheduled kernel of `spec`, its windows read under masks or from a plane copy."""
-    if masked_windows:
-        return dwc.build(spec, "host", use_records=False)
-    with mock.patch.object(x86, "masked_loads_cheap", lambda spec, target: False):
-        return dwc.build(spec, "host", use_records=False)
-
-
 def main() -> None:
-    run_comparison(RESULTS, "nchw-windows", "NCHW kernels: masked windows vs plane copies", _kernel,
+    plane_copy = built_now_and_before(lambda: mock.patch.object(x86, "masked_loads_cheap", lambda spec, target: False))
+    run_comparison(RESULTS, "nchw-windows", "NCHW kernels: masked windows vs plane copies", plane_copy,
                    ("masked windows", "plane copy"))
 
 

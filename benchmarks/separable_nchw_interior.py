@@ -22,6 +22,7 @@ import numpy as np
 import dwc_compiler as dwc
 from dwc_compiler import tir_passes
 from dwc_compiler.benchmarking.interleaved import int_arguments, interleaved_rounds, median_ratio, write_results
+from dwc_compiler.benchmarking.nchw_kernels import built_now_and_before
 from dwc_compiler.ops.compare import max_relative_error
 from dwc_compiler.workloads import MOBILENET_V2_BLOCKS
 
@@ -40,12 +41,13 @@ def _nchw_block(spec):
                                     with_pointwise_bias=True)
 
 
+ALL_MASKED = built_now_and_before(lambda: mock.patch.object(tir_passes, "_peeled_interior",
+                                                            lambda loop, bindings: loop))
+
+
 def _kernels(spec) -> dict:
     """The peeled and the all-masked kernel of `spec`."""
-    peeled = dwc.build(spec, "host", use_records=False)
-    with mock.patch.object(tir_passes, "_peeled_interior", lambda loop, bindings: loop):
-        masked = dwc.build(spec, "host", use_records=False)
-    return {"peeled": peeled, "masked": masked}
+    return {"peeled": ALL_MASKED(spec, True), "masked": ALL_MASKED(spec, False)}
 
 
 def main() -> None:

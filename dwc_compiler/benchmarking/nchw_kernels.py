@@ -1,5 +1,5 @@
 """Two NCHW kernels of one layer against each other and against the NHWC kernel, in one process:
-what the NCHW benchmarks in ``benchmarks/`` (``strided_copy.py``, ``nchw_windows.py``) share.
+what the NCHW benchmarks in ``benchmarks/`` (``strided_copy.py``, ``nchw_windows.py``, ...) share.
 
 Each kernel is called whole (``Kernel.call``) on plain NumPy arrays (not realigned), checked
 against the float64 reference first, then timed in interleaved rounds (``interleaved.py``).
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager
 
 import numpy as np
 
@@ -28,6 +28,21 @@ def nchw_spec(spec: Any) -> Any:
     batch, height, width, channels = spec.input_shape
     return dwc.DepthwiseSpec.create((batch, channels, height, width), spec.filter_shape, list(spec.strides), "SAME",
                                     "NCHW")
+
+
+def built_now_and_before(before: Callable[[], ContextManager[Any]], target: str = "host") -> Callable[[Any, bool], Any]:
+    """What the A/B benchmark scripts compare: ``build(spec, True)``, the hand-scheduled kernel of
+    `spec` for `target` as dwc builds it now, and ``build(spec, False)``, the same built inside
+    ``before()`` (a patch that puts back what the change being measured replaced); a
+    `build_nchw` for :func:`run_comparison`."""
+
+    def build(spec: Any, now: bool) -> Any:
+        if now:
+            return dwc.build(spec, target, use_records=False)
+        with before():
+            return dwc.build(spec, target, use_records=False)
+
+    return build
 
 
 def measure_layer(name: str, spec: Any, build_nchw: Callable[[Any, bool], Any], rounds: int,
