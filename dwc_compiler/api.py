@@ -19,7 +19,7 @@ from .runtime.arrays import as_numpy
 
 _kernels: dict[tuple, Any] = {}  # by _cache_key
 _lean_calls: dict[tuple, Any] = {}  # Kernel.call by _lean_key: depthwise_conv2d's lean path
-_calls_by_filter = CallsByWeights()  # Kernel.call by the filter object and _depthwise_parameters: its first lookup
+_calls_by_filter = CallsByWeights()  # Kernel.call by the filter object and the other parameters: its first lookup
 _separable_calls_by_filter = CallsByWeights()  # the same for separable_conv2d, by the depthwise filter
 _kernels_lock = threading.Lock()
 
@@ -83,11 +83,11 @@ def depthwise_conv2d(input: Any, filter: Any, strides: Any, padding: Any,
         InvalidSpecError, InvalidArgumentError: naming the parameter at fault.
         UnknownTargetError: for a target name that is not known.
     """
-    entry = _calls_by_filter.entries.get(id(filter))  # the kernel last called with this filter object
+    given = (strides, padding, data_format, dilations, target, bias is None, activation, filter_format)
+    entry = _calls_by_filter.entries.get(id(filter))  # the kernel last called with this filter object and `given`
     if entry is not None and entry[2] is not None and entry[0]() is filter:
-        try:  # the tuple of _depthwise_parameters, written out inline
-            same = entry[1] == (strides, padding, data_format, dilations, target, bias is None, activation,
-                                filter_format)
+        try:
+            same = entry[1] == given
         except (TypeError, ValueError):  # an array among the parameters: the lookups below take them
             same = False
         if same:
@@ -109,16 +109,14 @@ def depthwise_conv2d(input: Any, filter: Any, strides: Any, padding: Any,
         except InvalidArgumentError:
             pass  # arrays that kernel does not take (another dtype): the full path finds theirs, or names what is wrong
         else:
-            _calls_by_filter.keep(filter, _depthwise_parameters(strides, padding, data_format, dilations, target,
-                                                                bias, activation, filter_format), call)
+            _calls_by_filter.keep(filter, given, call)
             return result
     inputs = _depthwise_inputs(input, filter, bias)
     kernel = _depthwise_kernel_of(inputs, strides, padding, data_format, dilations, target, activation,
                                   filter_format)
     result = kernel.call(*inputs)
     if inputs[1] is filter:  # not an array made from the caller's (a list, say), which no later call passes
-        _calls_by_filter.keep(filter, _depthwise_parameters(strides, padding, data_format, dilations, target, bias,
-                                                            activation, filter_format), kernel.call)
+        _calls_by_filter.keep(filter, given, kernel.call)
     return result
 
 
@@ -185,13 +183,6 @@ def _lean_key(input, filter, strides, padding, data_format, dilations, target, b
             padding if type(padding) is str else _hashable(padding), data_format,
             dilations if dilations is None else _hashable(dilations), target, bias is None, activation,
             filter_format)
-
-
-def _depthwise_parameters(strides, padding, data_format, dilations, target, bias, activation,
-                          filter_format) -> tuple:
-    """The parameters a depthwise call's filter is kept with in ``_calls_by_filter`` (as given:
-    :func:`depthwise_conv2d` compares them with ``==`` inline)."""
-    return (strides, padding, data_format, dilations, target, bias is None, activation, filter_format)
 
 
 def _keep_lean(lean_key: tuple, kernel: Kernel, key: tuple) -> None:
