@@ -323,14 +323,29 @@ def _stride_two_load(load: Any) -> bool:
             and _as_int(load.indices[0].stride) == 2 and load.ty.dtype.lanes > 1)
 
 
-def _zero_select_load(select: Any) -> bool:
-    """Whether `select` is ``Select(mask, load, 0)`` of a vector load at column stride 2."""
+def _is_zero_vector(expr: Any) -> bool:
+    """Whether `expr` is a vector of zeros (``Broadcast`` of a 0 constant)."""
     from tvm import tirx
 
-    zero = select.false_value
+    return (isinstance(expr, tirx.Broadcast) and isinstance(expr.value, (tirx.FloatImm, tirx.IntImm))
+            and expr.value.value == 0)
+
+
+def _zero_select_load(select: Any) -> bool:
+    """Whether `select` is ``Select(mask, load, 0)`` of a vector load at column stride 2."""
     return (select.condition.ty.dtype.lanes > 1 and _stride_two_load(select.true_value)
-            and isinstance(zero, tirx.Broadcast) and isinstance(zero.value, (tirx.FloatImm, tirx.IntImm))
-            and zero.value.value == 0)
+            and _is_zero_vector(select.false_value))
+
+
+def _one_mask(side: list) -> tuple[bool, Any]:
+    """(whether the loads of `side`, ``[(node, mask or None)]`` at one base, all have the same
+    mask; that mask, None for none)."""
+    import tvm_ffi
+
+    masks = [mask for _, mask in side]
+    same = all((mask is None) == (masks[0] is None) and (mask is None or tvm_ffi.structural_equal(mask, masks[0]))
+               for mask in masks)
+    return same, masks[0]
 
 
 def _paired_strided_loads(loop: Any, bindings: dict) -> Any:
@@ -392,30 +407,25 @@ def _paired_strided_loads(loop: Any, bindings: dict) -> Any:
             if constant in paired or constant + 1 not in by_constant:
                 continue
             sides = [by_constant[constant], by_constant[constant + 1]]
-            masks = []
-            for side in sides:  # one mask a side: its loads read the same elements
-                side_masks = [mask for _, mask in side]
-                if any((mask is None) != (side_masks[0] is None) or (mask is not None and not
-                        tvm_ffi.structural_equal(mask, side_masks[0])) for mask in side_masks):
-                    break
-                masks.append(side_masks[0])
-            else:
-                paired.update((constant, constant + 1))
-                first = rest + constant
-                pieces = []
-                for piece in range(2):
-                    start = first + piece * lanes
-                    if masks[0] is None and masks[1] is None:
-                        pieces.append(tirx.BufferLoad(load.source, [tirx.Ramp(start, 1, lanes)]))
-                        continue
-                    side_masks = [tirx.Broadcast(tirx.const(True, "bool"), lanes) if mask is None else mask
-                                  for mask in masks]
-                    elements = range(piece * lanes, (piece + 1) * lanes)
-                    spread = tirx.Shuffle(side_masks, [element // 2 + (element % 2) * lanes for element in elements])
-                    pieces.append(_zeroing_load(load, start, lanes, spread))
-                for parity, side in enumerate(sides):
-                    shuffled = tirx.Shuffle(pieces, [2 * lane + parity for lane in range(lanes)])
-                    replacements.extend((node, shuffled) for node, _ in side)
+            (even_same, even_mask), (odd_same, odd_mask) = (_one_mask(side) for side in sides)
+            if not (even_same and odd_same):  # one mask a side: its loads read the same elements
+                continue
+            paired.update((constant, constant + 1))
+            first = rest + constant
+            pieces = []
+            for piece in range(2):
+                start = first + piece * lanes
+                if even_mask is None and odd_mask is None:
+                    pieces.append(tirx.BufferLoad(load.source, [tirx.Ramp(start, 1, lanes)]))
+                    continue
+                side_masks = [tirx.Broadcast(tirx.const(True, "bool"), lanes) if mask is None else mask
+                              for mask in (even_mask, odd_mask)]
+                elements = range(piece * lanes, (piece + 1) * lanes)
+                spread = tirx.Shuffle(side_masks, [element // 2 + (element % 2) * lanes for element in elements])
+                pieces.append(_zeroing_load(load, start, lanes, spread))
+            for parity, side in enumerate(sides):
+                shuffled = tirx.Shuffle(pieces, [2 * lane + parity for lane in range(lanes)])
+                replacements.extend((node, shuffled) for node, _ in side)
     if not replacements:
         return loop
 
@@ -530,11 +540,7 @@ def _masked_select(select: Any) -> Any:
     """`select` (a ``tirx.Select``) whose chosen value is a vector load and whose other value is
     0, as that load under its mask (:func:`_masked_vector_load`, which gives 0 in the lanes left
     out), else `select`."""
-    from tvm import tirx
-
-    zero = select.false_value
-    if not (isinstance(zero, tirx.Broadcast) and isinstance(zero.value, (tirx.FloatImm, tirx.IntImm))
-            and zero.value.value == 0):
+    if not _is_zero_vector(select.false_value):
         return select
     loaded = _masked_vector_load(select.true_value, select.condition)
     return select if loaded is None else loaded
