@@ -49,12 +49,16 @@ class CpuTiling:
         vectors_per_block: vectors side by side along that axis in one register tile.
         tile_rows: output rows in one register tile.
         tile_cols: output columns in one register tile (NHWC only: NCHW's columns are the vectors).
+        blocks_inside_columns: NHWC with row tiles in parallel only: each tile of columns runs
+            every channel block in turn (row tiles -> column tiles -> channel blocks), rather than
+            each channel block every column tile (see :func:`schedule_nhwc`).
     """
 
     vector_lanes: int
     vectors_per_block: int
     tile_rows: int
     tile_cols: int = 1
+    blocks_inside_columns: bool = False
 
     @property
     def block(self) -> int:
@@ -273,6 +277,13 @@ def schedule_nhwc(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearc
     (:func:`channel_group_blocks` unless `group_blocks` says, 0 for row tiles in parallel);
     accumulators in registers.
 
+    With row tiles in parallel and ``tiling.blocks_inside_columns``: row tiles -> column tiles
+    -> channel blocks. A row tile's channel block sweeps the tile's input rows, and neighbouring
+    blocks share cache lines (two AVX2 vectors a line); where one block's sweep of those lines
+    passes what L1 keeps, the next block reads them again from L2 or L3. With the blocks inside
+    the column tiles, a tile's pixels are read for all their channels while they are in L1
+    (``x86.default_tiling`` says where).
+
     With `search`, the register tile (rows, columns, vectors per block) is sampled around `tiling`.
     """
     sch.compute_inline(sch.get_sblock(BLOCK_PAD))
@@ -293,18 +304,20 @@ def schedule_nhwc(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearc
                                                 MAX_SAMPLED_VECTORS)
     col_tile, col_in_tile = split_tile(sch, col, tiling.tile_cols, search, MAX_SAMPLED_COLS)
     if group_blocks > 1:
-        outer = [group, row_tile, channel_block]
+        outer = [group, row_tile, channel_block, col_tile]
     elif group_blocks == 1:
-        outer = [channel_block, row_tile]
+        outer = [channel_block, row_tile, col_tile]
+    elif tiling.blocks_inside_columns:
+        outer = [row_tile, col_tile, channel_block]
     else:
-        outer = [row_tile, channel_block]
-    sch.reorder(batch, *outer, col_tile, row_in_tile, col_in_tile, channel_vector, channel_multiple, channel_lane)
+        outer = [row_tile, channel_block, col_tile]
+    sch.reorder(batch, *outer, row_in_tile, col_in_tile, channel_vector, channel_multiple, channel_lane)
     sch.parallel(sch.fuse(batch, outer[0]))
     for loop in (row_in_tile, col_in_tile, channel_vector, channel_multiple):
         sch.unroll(loop)
     sch.vectorize(channel_lane)
 
-    accumulate_in_registers(sch, conv, col_tile, spec, tiling, tile_loops=2, multiplier=multiplier)
+    accumulate_in_registers(sch, conv, outer[-1], spec, tiling, tile_loops=2, multiplier=multiplier)
     return sch
 
 
@@ -319,7 +332,7 @@ def tiling_of(sch, spec: DepthwiseSpec, hand: CpuTiling) -> CpuTiling:
     if spec.data_format != "NHWC" or len(tiles) != 3 or any(len(tile) != 2 for tile in tiles):
         return hand
     (_, rows), (_, vectors), (_, cols) = tiles
-    return CpuTiling(hand.vector_lanes, vectors, rows, cols)
+    return dataclasses.replace(hand, vectors_per_block=vectors, tile_rows=rows, tile_cols=cols)
 
 
 def group_blocks_of(sch, spec: DepthwiseSpec, tiling: CpuTiling) -> int:

@@ -18,6 +18,7 @@ where the split loads cost more than the block of extra work they take.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, Callable
 
@@ -54,6 +55,30 @@ MAX_WIDE_BLOCK_VECTORS = 3
 WIDE_BLOCK_TILES = ((2, 2), (1, 4), (1, 2))
 
 
+# With AVX2's 16 registers, NHWC row tiles in parallel run their channel blocks inside their
+# column tiles (cpu.schedule_nhwc, CpuTiling.blocks_inside_columns) where the register tile's
+# input window over all channels is at most MAX_INSIDE_WINDOW_BYTES (`_tile_window_bytes`), for a
+# channel multiplier of 1. Each channel block of a row tile sweeps the tile's input rows, and
+# neighbouring blocks share cache lines (two AVX2 vectors a line): with the blocks outside the
+# column tiles, the next block found those lines in L1 only where one block's sweep of them
+# fitted beside what else the tile kept there. Inside, a tile's window is read for all its
+# channels while it is in L1, the next tile finding the columns they share there too, and the
+# filter's taps are loaded for each tile rather than once per block. On AVX2 channel groups never
+# run in parallel (a block is half a line), so this decides every NHWC kernel of the rule.
+# Measured on the 2-core znver3 machine (32 KB L1; hand schedules, whole calls on plain NumPy
+# inputs, 21 rounds, benchmarks/results/nhwc-blocks-inside-*-20261203-143*.md), time inside over
+# outside at 1 / 2 threads, by window: 112x112x32-s1 (3 KB) 0.65x / 0.62x, 112x112x96-s2 (17 KB)
+# 0.65x / 0.80x, 56x56x144-s1 (14 KB) 0.87x / 0.82x, 56x56x144-s2 (25 KB) 0.94x / 0.88x,
+# 28x28x192-s1 (18 KB) 0.83x / 0.89x, 28x28x192-s2 (19 KB) 0.74x / 0.93x, 14x14x384-s1 (24 KB)
+# 0.91x / 0.89x, batch8-28x28x192-s1 (18 KB) 0.80x / 0.73x. Beyond the bound: dil2-28x28x192-s1
+# (30 KB) 0.95x / 1.03x, 14x14x576-s1 (36 KB) 0.98x / 0.98x (1.13x and 1.14x at 1 thread in
+# two earlier runs, quick checks), k5-28x28x240-s1 (38 KB) 0.99x / 1.02x, 14x14x576-s2 and
+# 7x7x960 (101 KB) 0.97-1.02x. With a multiplier of 2, mult2-28x28x96-s1 (9 KB) lost: 1.05x /
+# 1.15x. On AVX-512, whose blocks are whole lines, the wide blocks below serve the widest planes
+# instead.
+MAX_INSIDE_WINDOW_BYTES = 28 << 10
+
+
 def vector_registers(target) -> int:
     """The vector registers of the x86 `target`: 32 with AVX-512, 16 with AVX2."""
     return 32 if target.lanes("float32") >= 16 else 16
@@ -67,6 +92,9 @@ def default_tiling(spec: DepthwiseSpec, target) -> CpuTiling:
         return nchw_tiling(spec, lanes, registers)
     small_window = spec.filter_height * spec.filter_width <= 9 and spec.dilations == (1, 1)
     tiling = plan_tiling(spec, lanes, 1, SMALL_WINDOW_TILES if small_window else LARGE_WINDOW_TILES)
+    if registers < 32 and not channel_group_blocks(spec, tiling):
+        inside = spec.multiplier == 1 and _tile_window_bytes(spec, tiling) <= MAX_INSIDE_WINDOW_BYTES
+        return dataclasses.replace(tiling, blocks_inside_columns=inside)
     if (not small_window or registers < 32 or channel_group_blocks(spec, tiling)
             or _block_band_bytes(spec, tiling) <= L1_BYTES // 2):
         return tiling
@@ -74,6 +102,15 @@ def default_tiling(spec: DepthwiseSpec, target) -> CpuTiling:
     # Only a block that is wider, and still under row tiles in parallel (a wider block can pass
     # the channel groups' whole-cache-line test that one vector failed).
     return wide if wide.vectors_per_block > 1 and not channel_group_blocks(spec, wide) else tiling
+
+
+def _tile_window_bytes(spec: DepthwiseSpec, tiling: CpuTiling) -> int:
+    """The input one NHWC register tile of `tiling` reads over all channels: its window's rows
+    by its columns by the input's channels."""
+    (row_stride, col_stride), (row_dilation, col_dilation) = spec.strides, spec.dilations
+    rows = input_span(tiling.tile_rows, row_stride, spec.filter_height, row_dilation)
+    cols = input_span(tiling.tile_cols, col_stride, spec.filter_width, col_dilation)
+    return rows * cols * spec.in_channels * spec.itemsize
 
 
 def _block_band_bytes(spec: DepthwiseSpec, tiling: CpuTiling) -> int:

@@ -6,7 +6,7 @@ import pytest
 
 import dwc_compiler as dwc
 from dwc_compiler.ops.primfunc import prim_func
-from dwc_compiler.schedules import apply_rules
+from dwc_compiler.schedules import apply_rules, x86
 from dwc_compiler.targets import resolve_target
 
 
@@ -239,17 +239,39 @@ def branch_free_loops(asm: str) -> list[int]:
     return found
 
 
+@pytest.mark.parametrize("target_name, inside", [("x86-avx2", True), ("x86-avx512", False)])
+def test_nhwc_channel_blocks_inside_column_tiles_on_avx2(target_name, inside):
+    """With AVX2's 16 registers, NHWC row tiles in parallel run every channel block of a column
+    tile in turn (row tiles -> column tiles -> channel blocks, the register tile under the
+    blocks); on AVX-512 each block runs all the column tiles (row tiles -> blocks -> columns)."""
+    from dwc_compiler.ops.primfunc import BLOCK_EPILOGUE
+    from dwc_compiler.schedules.cpu import channel_group_blocks
+    from dwc_compiler.workloads import workload
+
+    spec, target = workload("mbv2-112x112x32-s1"), resolve_target(target_name)
+    tiling = x86.default_tiling(spec, target)
+    assert tiling.blocks_inside_columns == inside and not channel_group_blocks(spec, tiling)
+    schedule, _ = apply_rules(prim_func(spec), spec, target)
+    loops = schedule.get_loops(schedule.get_sblock(BLOCK_EPILOGUE))
+    parallel, second, third, *_ = [schedule.get(loop) for loop in loops]
+    col_tiles, blocks = spec.out_width // tiling.tile_cols, spec.in_channels // tiling.block
+    assert int(parallel.extent) == spec.out_height // tiling.tile_rows
+    assert (int(second.extent), int(third.extent)) == ((col_tiles, blocks) if inside else (blocks, col_tiles))
+
+
 @pytest.mark.parametrize("workload_name", ["mbv2-56x56x144-s1", "mbv2-28x28x192-s2"])
 def test_nhwc_interior_tiles_run_without_bounds_tests(workload_name):
     """NHWC pads by testing bounds inside the window; the tiles whose windows lie inside the
     input get loops of their own (TVM's LoopPartition on one `likely` per bound) with no test
-    left: a loop of a whole register tile's FMAs (2x4 pixels x 9 taps, one vector each) and no
-    branch. With the tests joined, every tile loop kept 15 branches (56x56x144-s1: 0.60x the
-    time without them, 1 thread, znver3)."""
+    left: a loop of at least a whole register tile's FMAs (2x4 or 2x2 pixels x 9 taps, one
+    vector each) and no branch. With the tests joined, every tile loop kept 15 branches
+    (56x56x144-s1: 0.60x the time without them, 1 thread, znver3)."""
     from dwc_compiler.workloads import workload
 
-    asm = dwc.build(workload(workload_name), "x86-avx2").inspect_source("asm")
-    assert max(branch_free_loops(asm), default=0) >= 2 * 4 * 9
+    spec, target = workload(workload_name), resolve_target("x86-avx2")
+    tiling = x86.default_tiling(spec, target)
+    asm = dwc.build(spec, target).inspect_source("asm")
+    assert max(branch_free_loops(asm), default=0) >= tiling.tile_rows * tiling.tile_cols * 9
 
 
 @pytest.mark.parametrize("op", ["depthwise", "separable"])
@@ -334,7 +356,6 @@ def test_searched_tiles_divide_the_groups(seed):
     sampled tile (1, 2 or 4 vectors a block) leaves 9 tasks, read back as 4 vectors a task."""
     import tvm
 
-    from dwc_compiler.schedules import x86
     from dwc_compiler.schedules.cpu import group_blocks_of, tiling_of
 
     target = resolve_target("x86-avx512")
