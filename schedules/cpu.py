@@ -198,6 +198,9 @@ MAX_STRIDED_GROUP_BLOCKS = 4
 L2_BYTES = 2 << 20  # a core's L2 on the machines measured
 CHANNEL_OUTER_MAX_INPUT_BYTES = L2_BYTES // 2  # the whole input (all images) within half of it
 CACHE_LINE_BYTES = 64
+# Where a channel block is less than a cache line (AVX2), a parallel task's group of blocks
+# spans at least this many lines (`group_size`).
+MIN_GROUP_LINES_OF_HALF_BLOCKS = 2
 
 
 def channel_group_blocks(spec: DepthwiseSpec, tiling: CpuTiling) -> int:
@@ -235,8 +238,8 @@ def channel_group_blocks(spec: DepthwiseSpec, tiling: CpuTiling) -> int:
     Decided on the hand tiling: a search that samples the register tile keeps this order, and
     the vectors of a group (the blocks it samples are made inside them).
 
-    Threads then write neighbouring channels of each pixel, so each block and each pixel's
-    channels must be whole cache lines of an output on a line boundary: where one line held
+    Threads then write neighbouring channels of each pixel, so each task's blocks and each
+    pixel's channels must be whole cache lines of an output on a line boundary (:func:`group_size`): where one line held
     the end of one thread's part and the start of the other's, for every pixel, the line moved
     between the cores at each store (in a quick check, 7x7x960 with its output 16 bytes past a
     boundary took 2.7x the time at 2 threads). Kernels for inputs off a vector boundary place their
@@ -252,22 +255,36 @@ def channel_groups_allowed(spec: DepthwiseSpec, tiling: CpuTiling) -> bool:
     """Whether channel groups may run in parallel for `spec` with `tiling` (see
     :func:`channel_group_blocks`): a plane up to `CHANNEL_OUTER_MAX_PLANE`, the input within
     `CHANNEL_OUTER_MAX_INPUT_BYTES`, blocks and a pixel's channels of whole cache lines."""
-    line = CACHE_LINE_BYTES
     return (spec.in_height * spec.in_width <= CHANNEL_OUTER_MAX_PLANE
             and int(np.prod(spec.input_shape)) * spec.itemsize <= CHANNEL_OUTER_MAX_INPUT_BYTES
-            and tiling.block * spec.itemsize % line == 0 and spec.out_channels * spec.itemsize % line == 0)
+            and spec.out_channels * spec.itemsize % CACHE_LINE_BYTES == 0)
 
 
 def group_size(spec: DepthwiseSpec, tiling: CpuTiling) -> int:
     """The channel blocks of one parallel task where `spec` runs channel groups in parallel
-    (:func:`channel_group_blocks`, whatever its plane): one at stride 1; else the most up to
-    `MAX_STRIDED_GROUP_BLOCKS` that divide the blocks and leave `CHANNEL_OUTER_MIN_TASKS` tasks.
-    0 where even one block a task leaves fewer."""
+    (:func:`channel_group_blocks`, whatever its plane): a group of whole cache lines (so that no
+    two threads write one line) that divides the blocks and leaves `CHANNEL_OUTER_MIN_TASKS`
+    tasks; at stride 1 with blocks of whole lines (AVX-512) one block, else the most up to
+    `MAX_STRIDED_GROUP_BLOCKS`. 0 where none does.
+
+    AVX2's blocks are half a line, and a group takes at least `MIN_GROUP_LINES_OF_HALF_BLOCKS`
+    lines: in quick checks on the 2-core znver3 machine (11 rounds, the kernels alone, against
+    row tiles in parallel at 1 / 2 threads) groups of 2 blocks took 0.96-1.27x / 0.70-1.10x the
+    time on the 14x14 and 7x7 layers, and 28x28x192-s1 1.35x / 1.39x (its 24 blocks leave too
+    few tasks of 4). Groups of 4, in ``benchmarks/results/loop-order-20261203-1518.md`` (15
+    rounds, whole calls): on aligned inputs 0.86-0.92x / 0.68-0.84x the time of row tiles in
+    parallel on 14x14x384-s1, 14x14x576-s1 and -s2 and 7x7x960, on NumPy's 0.93-1.06x /
+    0.68-0.99x; 2-thread speed-ups 1.08-1.71x against 0.94-1.34x for row tiles."""
     blocks = spec.in_channels // tiling.block
-    largest = 1 if spec.strides == (1, 1) else MAX_STRIDED_GROUP_BLOCKS
-    fitting = [size for size in range(1, largest + 1)
-               if blocks % size == 0 and spec.batch * blocks // size >= CHANNEL_OUTER_MIN_TASKS]
-    return max(fitting, default=0)
+    block_bytes = tiling.block * spec.itemsize
+    whole = block_bytes % CACHE_LINE_BYTES == 0
+    least = CACHE_LINE_BYTES * (1 if whole else MIN_GROUP_LINES_OF_HALF_BLOCKS)
+    fitting = [size for size in range(1, MAX_STRIDED_GROUP_BLOCKS + 1)
+               if size * block_bytes % CACHE_LINE_BYTES == 0 and size * block_bytes >= least and blocks % size == 0
+               and spec.batch * blocks // size >= CHANNEL_OUTER_MIN_TASKS]
+    if not fitting:
+        return 0
+    return min(fitting) if spec.strides == (1, 1) and whole else max(fitting)
 
 
 def schedule_nhwc(sch, spec: DepthwiseSpec, tiling: CpuTiling, search: TileSearch | None = None,

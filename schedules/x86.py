@@ -28,8 +28,8 @@ from ..ops.channel_blocks import ChannelBlocks
 from ..ops.depthwise import DepthwiseSpec, input_span, sum_width
 from ..ops.primfunc import accumulator_dtype, prim_func
 from .base import AlignedVariants, as_schedule
-from .cpu import (L2_BYTES, CpuTiling, apply_cpu_rule, channel_group_blocks, group_blocks_of, largest_divisor_at_most,
-                  plan_tiling, schedule_nhwc, tiling_of, vector_lanes_for)
+from .cpu import (CACHE_LINE_BYTES, L2_BYTES, CpuTiling, apply_cpu_rule, channel_group_blocks, group_blocks_of,
+                  largest_divisor_at_most, plan_tiling, schedule_nhwc, tiling_of, vector_lanes_for)
 from .cpu_separable import apply_separable_rule
 
 NAME = "hand:x86"
@@ -230,8 +230,11 @@ def aligned_variants(spec: Any, target: Any, main: Any) -> AlignedVariants | Non
     for calls on up to ``max_threads`` threads (``ops/channel_blocks.py``; 14x14x384-s1: 8), the
     blocks a pixel rounded up to whole groups (14x14x576-s2: 40 blocks of 16 for 36 vectors).
     Without any where they do not pay (tiles of several rows at row stride 1 under row tiles in
-    parallel, and the limits beside ``MIN_LOADS_PER_OUTPUT``), and for NCHW, a channel
-    multiplier, or channels that are no whole number of vectors (the pixels' offsets then differ)."""
+    parallel; channel groups in parallel whose blocks are less than a cache line, AVX2's, where
+    the variants took 1.14x the time of ``main`` on 14x14x576-s2 and 1.18x on 7x7x960, 0.98-1.00x
+    on 14x14x384-s1 and 14x14x576-s1, 1 thread, 21 rounds, a quick check on the znver3 machine;
+    and the limits beside ``MIN_LOADS_PER_OUTPUT``), and for NCHW, a channel multiplier, or
+    channels that are no whole number of vectors (the pixels' offsets then differ)."""
     if target.family != "x86":
         return None
     if not isinstance(spec, DepthwiseSpec) or spec.data_format != "NHWC" or spec.multiplier != 1:
@@ -247,7 +250,8 @@ def aligned_variants(spec: Any, target: Any, main: Any) -> AlignedVariants | Non
             or int(np.prod(spec.output_shape)) < MIN_ALIGNED_OUTPUTS
             or int(np.prod(spec.input_shape)) * spec.itemsize > MAX_ALIGNED_INPUT_BYTES
             or _loads_per_output(spec, tiling) < MIN_LOADS_PER_OUTPUT
-            or (not group_blocks and tiling.tile_rows > 1 and spec.strides[0] == 1)):
+            or (not group_blocks and tiling.tile_rows > 1 and spec.strides[0] == 1)
+            or (group_blocks and tiling.block * spec.itemsize % CACHE_LINE_BYTES)):
         return AlignedVariants({})
     variants = {}
     for offset in range(ALIGNED_OFFSET_STEP_BYTES, vector_bytes, ALIGNED_OFFSET_STEP_BYTES):

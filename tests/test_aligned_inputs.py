@@ -23,6 +23,9 @@ from helpers import skip_unless_this_cpu_runs
 # 7x7 outputs at stride 2, 24 vectors of channels: a layer the x86 rule makes variants for (a
 # 1x7 tile, row tiles in parallel).
 SHAPE, WINDOW, STRIDES = (1, 14, 14, 384), (3, 3, 384, 1), 2
+# A layer with variants on every x86 target and dtype: 28x28x192-s2 (row tiles in parallel on
+# AVX2, whose channel groups in parallel have none; a record's tile, or groups, on AVX-512).
+EVERY_TARGET_SHAPE, EVERY_TARGET_WINDOW = (1, 28, 28, 192), (3, 3, 192, 1)
 
 
 def _filled(shape, dtype, offset: int, seed: int) -> np.ndarray:
@@ -92,11 +95,11 @@ def test_threads_of_channel_parallel_variants_share_no_output_line(channels, blo
 def test_every_input_offset_matches_the_reference(target, dtype, epilogue):
     skip_unless_this_cpu_runs(target)
     dwc.clear_kernel_cache()  # a kernel fresh from its build: no variant compiled yet
-    weights = _filled(WINDOW, dtype, 0, seed=1)
-    bias = _filled((SHAPE[3],), dtype, 0, seed=2) if epilogue else None
+    weights = _filled(EVERY_TARGET_WINDOW, dtype, 0, seed=1)
+    bias = _filled((EVERY_TARGET_SHAPE[3],), dtype, 0, seed=2) if epilogue else None
     activation = epilogue.get("activation")
-    kernel = dwc.depthwise_kernel(_filled(SHAPE, dtype, 0, 0), weights, STRIDES, "SAME", target=target, bias=bias,
-                                  activation=activation)
+    kernel = dwc.depthwise_kernel(_filled(EVERY_TARGET_SHAPE, dtype, 0, 0), weights, STRIDES, "SAME", target=target,
+                                  bias=bias, activation=activation)
     if kernel.target.family != "x86":
         pytest.skip("variants for inputs off a vector boundary exist for x86 vectors (NEON's are 16 bytes)")
     entries = kernel.loaded.aligned_entries
@@ -104,7 +107,7 @@ def test_every_input_offset_matches_the_reference(target, dtype, epilogue):
     assert kernel.loaded.aligned_invokes == {}  # each compiles on first use
     itemsize = np.dtype(dtype).itemsize
     for offset in sorted({0, itemsize, 16, 32, 48}):
-        data = _filled(SHAPE, dtype, offset, seed=offset)
+        data = _filled(EVERY_TARGET_SHAPE, dtype, offset, seed=offset)
         result = dwc.depthwise_conv2d(data, weights, STRIDES, "SAME", target=target, bias=bias,
                                       activation=activation)
         error = max_relative_error(result, kernel.spec.reference(data, weights, *([bias] if epilogue else [])))
@@ -238,6 +241,20 @@ def _variants(spec, target_name="x86-avx512"):
 ])
 def test_no_variants_where_they_do_not_pay(why, spec):
     assert _variants(spec) == {}, why
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_no_variants_for_avx2_channel_groups(dtype):
+    """On AVX2 a channel block is half a cache line: small planes run groups of 4 blocks (two
+    lines) in parallel, and such kernels take no variants (they lost to ``main``); SHAPE has
+    them on AVX-512."""
+    from dwc_compiler.schedules.cpu import channel_group_blocks
+    from dwc_compiler.schedules.x86 import default_tiling
+
+    spec = dwc.DepthwiseSpec.create(SHAPE, WINDOW, STRIDES, "SAME", dtype=dtype)
+    target = resolve_target("x86-avx2")
+    assert channel_group_blocks(spec, default_tiling(spec, target)) == 4
+    assert _variants(spec, "x86-avx2") == {}
 
 
 # The threads the variants serve (ChannelBlocks.max_threads): 14x14x384-s1 runs one block a task,
