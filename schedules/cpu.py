@@ -238,8 +238,9 @@ def channel_group_blocks(spec: DepthwiseSpec, tiling: CpuTiling) -> int:
     Decided on the hand tiling: a search that samples the register tile keeps this order, and
     the vectors of a group (the blocks it samples are made inside them).
 
-    Threads then write neighbouring channels of each pixel, so each task's blocks and each
-    pixel's channels must be whole cache lines of an output on a line boundary (:func:`group_size`): where one line held
+    Threads then write neighbouring channels of each pixel, so each task's blocks
+    (:func:`group_size`) and each pixel's channels must be whole cache lines of an output on a
+    line boundary: where one line held
     the end of one thread's part and the start of the other's, for every pixel, the line moved
     between the cores at each store (in a quick check, 7x7x960 with its output 16 bytes past a
     boundary took 2.7x the time at 2 threads). Kernels for inputs off a vector boundary place their
@@ -254,7 +255,8 @@ def channel_group_blocks(spec: DepthwiseSpec, tiling: CpuTiling) -> int:
 def channel_groups_allowed(spec: DepthwiseSpec, tiling: CpuTiling) -> bool:
     """Whether channel groups may run in parallel for `spec` with `tiling` (see
     :func:`channel_group_blocks`): a plane up to `CHANNEL_OUTER_MAX_PLANE`, the input within
-    `CHANNEL_OUTER_MAX_INPUT_BYTES`, blocks and a pixel's channels of whole cache lines."""
+    `CHANNEL_OUTER_MAX_INPUT_BYTES`, a pixel's channels of whole cache lines (and a group's:
+    :func:`group_size`)."""
     return (spec.in_height * spec.in_width <= CHANNEL_OUTER_MAX_PLANE
             and int(np.prod(spec.input_shape)) * spec.itemsize <= CHANNEL_OUTER_MAX_INPUT_BYTES
             and spec.out_channels * spec.itemsize % CACHE_LINE_BYTES == 0)

@@ -63,8 +63,9 @@ WIDE_BLOCK_TILES = ((2, 2), (1, 4), (1, 2))
 # column tiles, the next block found those lines in L1 only where one block's sweep of them
 # fitted beside what else the tile kept there. Inside, a tile's window is read for all its
 # channels while it is in L1, the next tile finding the columns they share there too, and the
-# filter's taps are loaded for each tile rather than once per block. On AVX2 channel groups never
-# run in parallel (a block is half a line), so this decides every NHWC kernel of the rule.
+# filter's taps are loaded for each tile rather than once per block. On AVX2 this decides every
+# NHWC kernel of the rule but the small planes', which run groups of blocks in parallel
+# (cpu.group_size: groups of two lines, a block being half of one).
 # Measured on the 2-core znver3 machine (32 KB L1; hand schedules, whole calls on plain NumPy
 # inputs, 21 rounds, benchmarks/results/nhwc-blocks-inside-*-20261203-143*.md), time inside over
 # outside at 1 / 2 threads, by window: 112x112x32-s1 (3 KB) 0.65x / 0.62x, 112x112x96-s2 (17 KB)
