@@ -93,11 +93,12 @@ def default_tiling(spec: DepthwiseSpec, target) -> CpuTiling:
         return nchw_tiling(spec, lanes, registers)
     small_window = spec.filter_height * spec.filter_width <= 9 and spec.dilations == (1, 1)
     tiling = plan_tiling(spec, lanes, 1, SMALL_WINDOW_TILES if small_window else LARGE_WINDOW_TILES)
-    if registers < 32 and not channel_group_blocks(spec, tiling):
-        inside = spec.multiplier == 1 and _tile_window_bytes(spec, tiling) <= MAX_INSIDE_WINDOW_BYTES
+    row_tiles_in_parallel = not channel_group_blocks(spec, tiling)
+    if registers < 32:  # AVX2: the blocks inside the column tiles (MAX_INSIDE_WINDOW_BYTES)
+        inside = (row_tiles_in_parallel and spec.multiplier == 1
+                  and _tile_window_bytes(spec, tiling) <= MAX_INSIDE_WINDOW_BYTES)
         return dataclasses.replace(tiling, blocks_inside_columns=inside)
-    if (not small_window or registers < 32 or channel_group_blocks(spec, tiling)
-            or _block_band_bytes(spec, tiling) <= L1_BYTES // 2):
+    if not small_window or not row_tiles_in_parallel or _block_band_bytes(spec, tiling) <= L1_BYTES // 2:
         return tiling
     wide = plan_tiling(spec, lanes, MAX_WIDE_BLOCK_VECTORS, WIDE_BLOCK_TILES)
     # Only a block that is wider, and still under row tiles in parallel (a wider block can pass
