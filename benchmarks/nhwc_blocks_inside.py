@@ -17,11 +17,13 @@ it ran on.
 import dataclasses
 import statistics
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
 import dwc_compiler as dwc
 from dwc_compiler.benchmarking.interleaved import int_arguments, interleaved_rounds, median_ratio, write_results
+from dwc_compiler.ops.compare import max_relative_error
 from dwc_compiler.schedules import cpu, x86
 from dwc_compiler.targets import resolve_target
 from dwc_compiler.workloads import EXTRA, MOBILENET_V2
@@ -35,11 +37,9 @@ INSIDE, OUTSIDE = "blocks-inside", "blocks-outside"
 def _kernel(spec, inside: bool):
     """The hand-scheduled kernel of `spec` with its channel blocks inside the column tiles or not."""
     hand = x86.default_tiling
-    x86.default_tiling = lambda spec, target: dataclasses.replace(hand(spec, target), blocks_inside_columns=inside)
-    try:
+    with mock.patch.object(x86, "default_tiling", lambda spec, target: dataclasses.replace(
+            hand(spec, target), blocks_inside_columns=inside)):
         return dwc.build(spec, "host", use_records=False)
-    finally:
-        x86.default_tiling = hand
 
 
 def measure(name: str, spec, rounds: int) -> dict:
@@ -50,7 +50,7 @@ def measure(name: str, spec, rounds: int) -> dict:
     reference = spec.reference(data, weights)
     kernels = {INSIDE: _kernel(spec, True), OUTSIDE: _kernel(spec, False)}
     for kind, kernel in kernels.items():
-        error = float(np.max(np.abs(kernel(data, weights) - reference)) / np.max(np.abs(reference)))
+        error = max_relative_error(kernel(data, weights), reference)
         if error > MAX_RELATIVE_ERROR:
             raise AssertionError(f"{name} {kind}: max relative error {error:.3g}")
     calls = {kind: (lambda kernel=kernel: kernel.call(data, weights)) for kind, kernel in kernels.items()}

@@ -15,11 +15,13 @@ benchmarks/results/nhwc-wide-blocks-<THREADS>t-<stamp>.json and .md with the mac
 
 import statistics
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
 import dwc_compiler as dwc
 from dwc_compiler.benchmarking.interleaved import int_arguments, interleaved_rounds, median_ratio, write_results
+from dwc_compiler.ops.compare import max_relative_error
 from dwc_compiler.ops.primfunc import accumulator_dtype
 from dwc_compiler.schedules import x86
 from dwc_compiler.schedules.cpu import plan_tiling
@@ -35,17 +37,10 @@ MAX_RELATIVE_ERROR = 1e-5
 def _kernel(spec, wide: bool):
     """The hand-scheduled kernel of `spec` with the rule's wide tile (`wide`: up to 3 vectors in
     2x2 pixels, forced on the controls too) or with one vector in 2x4 pixels."""
-    hand = x86.default_tiling
-    if wide:
-        x86.default_tiling = lambda spec, target: plan_tiling(
-            spec, target.lanes(accumulator_dtype(spec.dtype)), x86.MAX_WIDE_BLOCK_VECTORS, x86.WIDE_BLOCK_TILES)
-    else:
-        x86.default_tiling = lambda spec, target: plan_tiling(
-            spec, target.lanes(accumulator_dtype(spec.dtype)), 1, x86.SMALL_WINDOW_TILES)
-    try:
+    vectors, tiles = (x86.MAX_WIDE_BLOCK_VECTORS, x86.WIDE_BLOCK_TILES) if wide else (1, x86.SMALL_WINDOW_TILES)
+    with mock.patch.object(x86, "default_tiling", lambda spec, target: plan_tiling(
+            spec, target.lanes(accumulator_dtype(spec.dtype)), vectors, tiles)):
         return dwc.build(spec, "host", use_records=False)
-    finally:
-        x86.default_tiling = hand
 
 
 def measure(name: str, spec, rounds: int) -> dict:
@@ -60,7 +55,7 @@ def measure(name: str, spec, rounds: int) -> dict:
     outputs = [dwc.empty_aligned(spec.output_shape, np.float32) for _ in range(PLACES)]
     calls = {}
     for kind, kernel in kernels.items():
-        error = float(np.max(np.abs(kernel(plain, weights) - reference)) / np.max(np.abs(reference)))
+        error = max_relative_error(kernel(plain, weights), reference)
         if error > MAX_RELATIVE_ERROR:
             raise AssertionError(f"{name} {kind}: max relative error {error:.3g}")
         for input_kind, data in (("plain", plain), ("aligned", aligned)):
