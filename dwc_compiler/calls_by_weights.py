@@ -30,7 +30,8 @@ class CallsByWeights:
     Attributes:
         entries: ``id(weights) -> (weak reference to weights, parameters, call)``. An entry's call
             is None once the weights were used with more than one kernel or set of parameters
-            (one filter for two input sizes, say): the caller's lookup by shapes serves those.
+            (one filter for two input sizes, say), and its parameters None, which no call's equal:
+            the caller's lookup by shapes serves those.
             Each entry goes when its weights are freed, so the weights are never kept alive here.
 
     Callers read `entries` inline (a method call costs ~0.1 us): an entry counts when its

@@ -226,7 +226,7 @@ class _KernelWeights(nn.Module):
     """
 
     in_channels: int
-    # The kept kernel: (the signature it was made for, its Kernel.call, channels_last), replaced
+    # The kept kernel: (the signature it was made for, its Kernel.call_exact, channels_last), replaced
     # as a whole, so that threads calling the module at once never pair one input with another
     # input's kernel. A cache: dropped when the module is pickled or converted.
     _eager_kernel: tuple | None = None
@@ -262,7 +262,7 @@ class _KernelWeights(nn.Module):
             if not input.is_cpu:
                 raise InvalidArgumentError(f"input: dwc's modules compute on CPU tensors, got one on {input.device}")
             self._check_channels(input)
-            kept = (copy.deepcopy(signature), make_kernel(input).call, _is_channels_last(input))
+            kept = (copy.deepcopy(signature), make_kernel(input).call_exact, _is_channels_last(input))
             self._eager_kernel = kept
         _warn_if_gradients_wanted(input)
         _, call, channels_last = kept

@@ -1,5 +1,7 @@
 """Kernel calls on any array a user may pass: misaligned, non-contiguous, read-only, DLPack."""
 
+import types
+
 import numpy as np
 import pytest
 
@@ -258,6 +260,25 @@ def test_a_loop_keeping_its_last_result_allocates_no_output(kernel):
     assert kernel._outputs.made - made <= 2
 
 
+@pytest.mark.parametrize("way", ["call", "call_exact"])
+def test_lean_calls_hand_out_only_free_outputs(kernel, way):
+    """The lean calls test the kept outputs inline: a dropped result's buffer serves the next
+    call (no new array), while a result held through a view, or by a variable, is never written."""
+    call = getattr(kernel, way)
+    data, weights = random_inputs(SPEC)
+    other = data[:, ::-1].copy()
+    expected, expected_other = _expected(data, weights), _expected(other, weights)
+    call(data, weights)
+    made = kernel._outputs.made
+    for _ in range(3):
+        assert max_relative_error(call(data, weights), expected) < 1e-5
+    assert kernel._outputs.made == made  # each dropped result's buffer taken again
+    view = call(data, weights)[0, 1:]
+    held = call(data, weights)
+    assert max_relative_error(call(other, weights), expected_other) < 1e-5  # a third buffer
+    assert max_relative_error(view, expected[0, 1:]) < 1e-5 and max_relative_error(held, expected) < 1e-5
+
+
 def test_calls_by_argument_name_and_wrong_counts(kernel):
     """``kernel.call`` takes the spec's input arguments by position or by name; a missing array
     is named (the first one missing), as are too many, not a Python signature error."""
@@ -288,8 +309,12 @@ def test_lean_call_parameters_avoid_the_templates_own_names():
         return ("checked", inputs)
 
     names = ["out", "first", "class", "two words", "bias"]
-    call = make_lean_call(names, invoke, lambda offset: ("result", "argument"), checked)
+    outputs = types.SimpleNamespace(kept=[], take=lambda offset: ("result", "argument"))
+    call, call_exact = make_lean_call(names, invoke, outputs, checked)
     assert call(1, 2, 3, 4, 5) == "result" and seen == [(1, 2, 3, 4, 5, "argument")]
     assert call(1, 2, 3, 4, bias=6) == "result" and seen[-1] == (1, 2, 3, 4, 6, "argument")
     assert call(1, 2) == ("checked", (1, 2, MISSING, MISSING, MISSING))
-    assert make_checked_call(names, checked)(1, bias=2) == ("checked", (1, MISSING, MISSING, MISSING, 2))
+    assert call_exact(1, 2, 3, 4, 7) == "result" and seen[-1] == (1, 2, 3, 4, 7, "argument")
+    checked_call, checked_exact = make_checked_call(names, checked)
+    assert checked_call(1, bias=2) == ("checked", (1, MISSING, MISSING, MISSING, 2))
+    assert checked_exact(1, 2, 3, 4, 5) == ("checked", (1, 2, 3, 4, 5))

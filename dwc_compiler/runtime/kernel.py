@@ -142,6 +142,8 @@ class Kernel:
         record: which tuning record was considered and why (None when no record exists).
         call: ``kernel.call(input, filter, out=None)`` (the spec's input arguments by name) is
             ``kernel(input, filter, out=None)`` as a plain function, cheaper to enter on a hot path.
+        call_exact: ``kernel.call_exact(input, filter)``, the cheapest: exactly the spec's input
+            arguments, positionally, and no ``out`` (a wrong count is Python's TypeError).
     """
 
     def __init__(self, spec: Any, target: Any, schedule: str, runtime: Any, loaded: Loaded,
@@ -165,7 +167,7 @@ class Kernel:
         self._outputs = OutputBuffers(self._output.shape, self._output_dtype, to_argument)
         self._invoke = loaded.invoke
         self._compiling = threading.Lock()
-        self.call = self._lean_call()
+        self.call, self.call_exact = self._lean_calls()
 
     def __repr__(self) -> str:
         return f"Kernel({self.spec.describe()}, target={self.target.name}, schedule={self.schedule})"
@@ -185,10 +187,11 @@ class Kernel:
         """
         return self.call(*inputs, out=out)
 
-    def _lean_call(self) -> Callable[..., Any]:
-        """``kernel.call``: the call as a plain function of the spec's input arguments
-        (``call(input, filter, out=None)``), cheaper to enter than ``__call__``, for callers on a
-        hot path such as ``depthwise_conv2d`` (see ``runtime/lean_call.py``).
+    def _lean_calls(self) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        """``kernel.call`` and ``kernel.call_exact``: the call as plain functions of the spec's
+        input arguments (``call(input, filter, out=None)``, ``call_exact(input, filter)``), cheaper
+        to enter than ``__call__``, for callers on a hot path such as ``depthwise_conv2d`` (see
+        ``runtime/lean_call.py``).
 
         Where the compiled function checks its arguments (native CPU kernels), the arrays go to
         it as given, NumPy arrays and DLPack tensors alike; when it refuses one, the checked path
@@ -199,8 +202,8 @@ class Kernel:
             return make_checked_call(names, checked)
         entries = self.loaded.aligned_entries
         if entries is None:
-            return make_lean_call(names, self._invoke, self._outputs.take, checked)
-        return make_lean_call(names, self._invoke, self._outputs.take, checked, self.loaded.aligned_invokes,
+            return make_lean_call(names, self._invoke, self._outputs, checked)
+        return make_lean_call(names, self._invoke, self._outputs, checked, self.loaded.aligned_invokes,
                               entries.names, entries.vector_bytes, self.aligned_function, entries.max_threads)
 
     def _checked_call(self, inputs: tuple, out: Any) -> Any:
