@@ -53,6 +53,10 @@ and odd), which LLVM loads once: four loads per row of three taps instead of six
 machine, 1 thread, 41 rounds: 14x14x576-s2 0.77x the time, 28x28x192-s2 and 56x56x144-s2 0.91x,
 112x112x96-s2 0.95x (``benchmarks/results/nchw-paired-loads-*.md``).
 
+On AVX2, whose picks across the 128-bit halves take two shuffles, ``tir_lane_order`` then keeps
+the sums of such picks in the order of an in-lane pick, put back in column order where the row
+is stored.
+
 On AVX-512, :func:`masked_odd_stores` makes a vector store whose lane count is no power of two
 (an NCHW row of 14 or 7 columns, which LLVM splits into 8 + 4 + 2 lanes) one store of the next
 power of two under a k-mask: 14x14x384-s1 NCHW 0.84x the time, 7x7x960 0.85x, 28x28x192-s2
@@ -71,6 +75,9 @@ import dataclasses
 import math
 from typing import Any
 
+from .tir_exprs import as_int, bindings_of, llvm_target_has
+from .tir_lane_order import sums_in_lane_order
+
 CHUNK_LANES = 16  # output lanes per shuffle: one AVX-512 float32 vector
 MAX_SHUFFLED_STRIDE = 4  # strided vector loads up to this stride become contiguous pieces
 PIPELINE_NAME = "dwc-cpu"
@@ -82,12 +89,6 @@ def _linear(expr: Any, var: Any) -> tuple[Any, Any] | None:
 
     found = detect_linear_equation(expr, [var])
     return (found[0], found[1]) if len(found) == 2 else None
-
-
-def _as_int(expr: Any) -> int | None:
-    from tvm import tirx
-
-    return int(expr.value) if isinstance(expr, tirx.IntImm) else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,8 +113,8 @@ def strided_copy(loop: Any) -> StridedCopy | None:
     from tvm.ir import TensorLoad
     from tvm.sym.analyzer import Analyzer
 
-    extent = _as_int(loop.extent)
-    if (loop.kind != tirx.ForKind.SERIAL or _as_int(loop.min) != 0 or extent is None or extent < 2
+    extent = as_int(loop.extent)
+    if (loop.kind != tirx.ForKind.SERIAL or as_int(loop.min) != 0 or extent is None or extent < 2
             or loop.annotations):
         return None
     statements = list(loop.body.seq) if isinstance(loop.body, tirx.SeqStmt) else [loop.body]
@@ -136,15 +137,15 @@ def strided_copy(loop: Any) -> StridedCopy | None:
     for phase, store in enumerate(statements):
         read = _linear(_inlined(store.value.indices[0], bindings), loop.loop_var)
         write = _linear(_inlined(store.indices[0], bindings), loop.loop_var)
-        if read is None or write is None or _as_int(read[0]) != stride or _as_int(write[0]) != 1:
+        if read is None or write is None or as_int(read[0]) != stride or as_int(write[0]) != 1:
             return None
         input_base = read[1] if input_base is None else input_base
-        if _as_int(analyzer.simplify(read[1] - input_base)) != phase:
+        if as_int(analyzer.simplify(read[1] - input_base)) != phase:
             return None
         output_bases.append(write[1])
     for first, base in enumerate(output_bases):
         for other in output_bases[first + 1:]:
-            distance = _as_int(analyzer.simplify(other - base))
+            distance = as_int(analyzer.simplify(other - base))
             if distance is None or abs(distance) < extent:
                 return None
     return StridedCopy(source, target, input_base, tuple(output_bases), stride, extent, str(statements[0].value.ty))
@@ -225,19 +226,11 @@ def deinterleave_copies():
     from tvm import tirx
 
     def rewrite(func, _mod, _ctx):
-        masked = _llvm_target_has(func, "avx512f")
+        masked = llvm_target_has(func, "avx512f")
         body = tvm_ffi.structural_map(func.body, [(tirx.For, lambda loop: _shuffled(loop, masked))])
         return func if body.same_as(func.body) else func.with_body(body)
 
     return tvm.tirx.transform.prim_func_pass(rewrite, opt_level=0, name="dwc.DeinterleaveCopies")
-
-
-def _llvm_target_has(func: Any, feature: str) -> bool:
-    """Whether `func` is compiled for an LLVM target with the CPU `feature` (``avx512f``, ...)."""
-    from tvm.target.codegen import target_has_features
-
-    target = func.attrs.get("target") if func.attrs is not None else None
-    return target is not None and target.kind.name == "llvm" and target_has_features(feature, target)
 
 
 def _zeroing_load(load: Any, first: Any, lanes: int, mask: Any) -> Any:
@@ -273,7 +266,7 @@ def _masked_vector_load(load: Any, mask: Any | None) -> Any | None:
     if not isinstance(load, TensorLoad) or len(load.indices) != 1 or not isinstance(load.indices[0], tirx.Ramp):
         return None
     ramp, lanes = load.indices[0], load.ty.dtype.lanes
-    stride = _as_int(ramp.stride)
+    stride = as_int(ramp.stride)
     if lanes < 2 or stride is None or stride < 1 or (mask is not None and mask.ty.dtype.lanes != lanes):
         return None
     if stride == 1:
@@ -320,7 +313,7 @@ def _stride_two_load(load: Any) -> bool:
     from tvm.ir import TensorLoad
 
     return (isinstance(load, TensorLoad) and len(load.indices) == 1 and isinstance(load.indices[0], tirx.Ramp)
-            and _as_int(load.indices[0].stride) == 2 and load.ty.dtype.lanes > 1)
+            and as_int(load.indices[0].stride) == 2 and load.ty.dtype.lanes > 1)
 
 
 def _is_zero_vector(expr: Any) -> bool:
@@ -465,29 +458,6 @@ def _all_lanes_true(condition: Any, analyzer: Any) -> bool:
     return True
 
 
-def _bindings_of(body: Any) -> dict:
-    """The values of the variables that `Bind` statements in `body` define (TVM's common
-    subexpressions), each in terms of loop variables only."""
-    import tvm_ffi
-    from tvm import tirx
-
-    values: dict = {}
-    tvm_ffi.structural_walk(body, ((tirx.Bind, lambda bind: values.__setitem__(bind.var, bind.value)),))
-    resolved: dict = {}
-
-    def resolve(expr):
-        def value_of(var):
-            if var in values:
-                if var not in resolved:
-                    resolved[var] = resolve(values[var])
-                return resolved[var]
-            return var
-
-        return tvm_ffi.structural_map(expr, [(tirx.Var, value_of)])
-
-    return {var: resolve(var) for var in values}
-
-
 def _peeled_interior(loop: Any, bindings: dict) -> Any:
     """A loop annotated with :data:`INTERIOR_BLOCKS` ``[first, end)`` (the NCHW column blocks
     whose windows lie inside the input's columns, ``schedules/cpu.py``) as up to three loops,
@@ -501,7 +471,7 @@ def _peeled_interior(loop: Any, bindings: dict) -> Any:
     from tvm.sym.analyzer import Analyzer
 
     interior = loop.annotations.get(INTERIOR_BLOCKS) if loop.annotations is not None else None
-    start, extent = _as_int(loop.min), _as_int(loop.extent)
+    start, extent = as_int(loop.min), as_int(loop.extent)
     if interior is None or start is None or extent is None:
         return loop
     stop = start + extent
@@ -552,7 +522,7 @@ def _contiguous_pieces(load: Any) -> Any:
     from tvm import tirx
 
     ramp = load.indices[-1]
-    if not isinstance(ramp, tirx.Ramp) or not 2 <= (_as_int(ramp.stride) or 0) <= MAX_SHUFFLED_STRIDE:
+    if not isinstance(ramp, tirx.Ramp) or not 2 <= (as_int(ramp.stride) or 0) <= MAX_SHUFFLED_STRIDE:
         return load
     pieces = _masked_vector_load(load, None)  # which checks the rest
     return load if pieces is None else pieces
@@ -591,14 +561,14 @@ def masked_select_loads():
     from tvm.ir import TensorLoad
 
     def rewrite(func, _mod, _ctx):
-        cheap = _llvm_target_has(func, "avx2")
+        cheap = llvm_target_has(func, "avx2")
         bindings = []  # TVM's common subexpressions, found once and only for a function with marked loops
 
         def peeled(loop):
             if loop.annotations is None or INTERIOR_BLOCKS not in loop.annotations:
                 return loop
             if not bindings:
-                bindings.append(_bindings_of(func.body))
+                bindings.append(bindings_of(func.body))
             return _peeled_interior(loop, bindings[0])
 
         body = tvm_ffi.structural_map(func.body, [(tirx.For, peeled)])
@@ -607,7 +577,7 @@ def masked_select_loads():
 
             def paired(loop, peeled_body=body):
                 if not peeled_bindings:
-                    peeled_bindings.append(_bindings_of(peeled_body))
+                    peeled_bindings.append(bindings_of(peeled_body))
                 return _paired_strided_loads(loop, peeled_bindings[0])
 
             body = tvm_ffi.structural_map(body, [(tirx.For, paired)])
@@ -632,8 +602,8 @@ def _masked_odd_store(store: Any, sixteen_bit: bool, allocated: tuple) -> Any:
     lanes = store.value.ty.dtype.lanes
     element = str(store.value.ty.dtype).split("x")[0]
     if (lanes < 2 or lanes & (lanes - 1) == 0 or len(store.indices) != 1
-            or not isinstance(store.indices[0], tirx.Ramp) or _as_int(store.indices[0].stride) != 1
-            or _as_int(store.indices[0].lanes) != lanes
+            or not isinstance(store.indices[0], tirx.Ramp) or as_int(store.indices[0].stride) != 1
+            or as_int(store.indices[0].lanes) != lanes
             or element not in ("float32", "float64", *(("float16",) if sixteen_bit else ()))):
         return store
     whole = _power_of_two_at_least(lanes)
@@ -669,8 +639,8 @@ def _widened(value: Any, whole: int, allocated: tuple) -> Any:
         return tirx.Broadcast(value.value, whole)
     if isinstance(value, TensorLoad):
         ramp = value.indices[-1] if len(value.indices) == 1 else None
-        base = _as_int(ramp.base) if isinstance(ramp, tirx.Ramp) and _as_int(ramp.stride) == 1 else None
-        extents = [_as_int(extent) for extent in value.source.shape]
+        base = as_int(ramp.base) if isinstance(ramp, tirx.Ramp) and as_int(ramp.stride) == 1 else None
+        extents = [as_int(extent) for extent in value.source.shape]
         if (base is None or None in extents or base + whole > math.prod(extents)
                 or not any(value.source.same_as(buffer) for buffer in allocated)):
             return None
@@ -712,9 +682,9 @@ def masked_odd_stores():
     from tvm import tirx
 
     def rewrite(func, _mod, _ctx):
-        if not _llvm_target_has(func, "avx512f"):
+        if not llvm_target_has(func, "avx512f"):
             return func
-        sixteen_bit = _llvm_target_has(func, "avx512bw")
+        sixteen_bit = llvm_target_has(func, "avx512bw")
         allocations = []
         tvm_ffi.structural_walk(func.body, ((tirx.AllocBuffer, lambda node: allocations.append(node.buffer)),))
         allocated = tuple(allocations)  # compared with same_as: the buffers themselves
@@ -727,13 +697,14 @@ def masked_odd_stores():
 
 def cpu_pipeline():
     """TVM's default TIR pipeline followed by :func:`deinterleave_copies`,
-    :func:`masked_select_loads` and :func:`masked_odd_stores`, as a TIR pipeline factory
+    :func:`masked_select_loads`, ``tir_lane_order.sums_in_lane_order`` and
+    :func:`masked_odd_stores`, as a TIR pipeline factory
     (``(pipeline, finalize_host_passes, finalize_device_passes)``)."""
     import tvm
     from tvm.tirx import get_tir_pipeline
 
     pipeline, finalize_host, finalize_device = get_tir_pipeline("default")
-    passes = [pipeline, deinterleave_copies(), masked_select_loads(), masked_odd_stores()]
+    passes = [pipeline, deinterleave_copies(), masked_select_loads(), sums_in_lane_order(), masked_odd_stores()]
     return tvm.transform.Sequential(passes, name="dwc.CpuPipeline"), finalize_host, finalize_device
 
 
