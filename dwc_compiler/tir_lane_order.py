@@ -141,6 +141,12 @@ def _read_in_order(load: Any, lanes: int, itemsize: int, size: int | None) -> An
     return tirx.Shuffle(vectors, indices)
 
 
+def _each_rewritten(nodes: list, rewrite) -> list[tuple] | None:
+    """``(node, rewrite(node))`` for each of `nodes`, or None where `rewrite` refuses one (None)."""
+    pairs = [(node, rewrite(node)) for node in nodes]
+    return None if any(new is None for _, new in pairs) else pairs
+
+
 def _views_of(body: Any, buffer: Any) -> list:
     """`buffer` and the buffers `body` declares on its storage (``DeclBuffer`` with ``data`` =
     ``buffer_data(buffer)``, as TVM's lowering does for a second loop nest over the sums)."""
@@ -198,12 +204,9 @@ def _sums_in_lane_order(body: Any, buffer: Any, bindings: dict) -> Any:
     if lanes * itemsize <= HALF_BYTES:
         return body
 
-    reordered_stores = []
-    for store in stores:
-        reordered = _reordered_store(store, lanes, itemsize, aligned)
-        if reordered is None:
-            return body
-        reordered_stores.append((store, reordered))
+    reordered_stores = _each_rewritten(stores, lambda store: _reordered_store(store, lanes, itemsize, aligned))
+    if reordered_stores is None:
+        return body
     if all(new.same_as(old) for old, new in reordered_stores):
         return body  # only zeros: nothing to reorder
     own_reads = [old.value.a if isinstance(old.value.a, TensorLoad) else old.value.b  # each store's sums[v]
@@ -216,12 +219,9 @@ def _sums_in_lane_order(body: Any, buffer: Any, bindings: dict) -> Any:
     if any(isinstance(arg, TensorLoad) and of_sums(arg.source) for arg in addressed):
         return body
     outside = [load for load in reads if not any(load.same_as(own) for own in own_reads)]
-    replaced_reads = []
-    for load in outside:
-        in_order = _read_in_order(load, lanes, itemsize, size)
-        if in_order is None:
-            return body
-        replaced_reads.append((load, in_order))
+    replaced_reads = _each_rewritten(outside, lambda load: _read_in_order(load, lanes, itemsize, size))
+    if replaced_reads is None:
+        return body
 
     def store_of(node):
         return next((new for old, new in reordered_stores if node.same_as(old)), node)
